@@ -1,0 +1,60 @@
+"""Activation functions (book chapter 4) as pure array functions.
+
+Each takes an array of any shape and returns an array of the same shape and dtype;
+`softmax` and `log_softmax` normalise over `axis` (the last, by default).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from funcnn.typing import Array, ArrayLike
+
+
+def step(x: ArrayLike) -> Array:
+    """Heaviside step: `1 if x > 0 else 0`, in x's dtype."""
+    x = jnp.asarray(x)
+    return (x > 0).astype(x.dtype)
+
+
+def linear(x: ArrayLike) -> Array:
+    """Identity `y = x` (the regression output of chapter 17)."""
+    return jnp.asarray(x)
+
+
+def sigmoid(x: ArrayLike) -> Array:
+    """Logistic `1 / (1 + exp(-x))`, computed without overflow for large |x|."""
+    return jax.nn.sigmoid(x)
+
+
+def tanh(x: ArrayLike) -> Array:
+    """Hyperbolic tangent."""
+    return jnp.tanh(x)
+
+
+def relu(x: ArrayLike) -> Array:
+    """Rectified linear unit `max(x, 0)`; its derivative at 0 is 0, as in the book."""
+    x = jnp.asarray(x)
+    return jnp.where(x > 0, x, jnp.zeros_like(x))
+
+
+def leaky_relu(x: ArrayLike, negative_slope: float = 0.01) -> Array:
+    """`x if x > 0 else negative_slope * x`."""
+    x = jnp.asarray(x)
+    return jnp.where(x > 0, x, negative_slope * x)
+
+
+def softmax(x: ArrayLike, axis: int = -1) -> Array:
+    """`exp(x - max x) / sum exp(x - max x)` along `axis` (stable for |x| up to float max)."""
+    x = jnp.asarray(x)
+    shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
+    exps = jnp.exp(shifted)
+    return exps / jnp.sum(exps, axis=axis, keepdims=True)
+
+
+def log_softmax(x: ArrayLike, axis: int = -1) -> Array:
+    """`x - max x - log(sum exp(x - max x))` along `axis`; never -inf for finite x."""
+    x = jnp.asarray(x)
+    shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
+    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))

@@ -1,0 +1,142 @@
+"""Losses (book chapters 5, 16, 17) as per-example functions, plus a weighted mean.
+
+Every loss maps `(predictions (..., K), targets) -> per-example losses (...)`: the
+last axis holds a sample's outputs. The data loss of a batch is `mean(loss(p, y))`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcnn import activations
+from funcnn.typing import Array, ArrayLike
+
+CLIP = 1e-7
+"""The book's clipping: predictions are clipped to `[1e-7, 1 - 1e-7]` before the log."""
+
+
+def _as_float_predictions(name: str, predictions: ArrayLike) -> Array:
+    pred = jnp.asarray(predictions)
+    if not jnp.issubdtype(pred.dtype, jnp.floating):
+        raise TypeError(f"{name}: predictions must be floating-point, got {pred.dtype}")
+    if pred.ndim < 1:
+        raise ValueError(f"{name}: predictions need an output axis, got a scalar")
+    return pred
+
+
+def is_concrete(x: Array) -> bool:
+    """True when `x` holds values now (not a tracer inside jit/grad/vmap)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def class_targets(name: str, predictions: ArrayLike, labels: ArrayLike) -> tuple[Array, Array,
+                                                                                  bool]:
+    """Validate categorical targets: sparse integer labels of shape `p.shape[:-1]`, or
+    one-hot (or soft) labels of shape `p.shape`. Returns `(p, labels, is_sparse)`."""
+    pred = _as_float_predictions(name, predictions)
+    y = jnp.asarray(labels)
+    n_classes = pred.shape[-1]
+    integer = jnp.issubdtype(y.dtype, jnp.integer) or y.dtype == jnp.bool_
+    if y.shape == pred.shape[:-1]:
+        if not integer:
+            raise TypeError(
+                f"{name}: sparse labels must be integers, got {y.dtype}; "
+                "cast them with y.astype(jnp.int32)"
+            )
+        if is_concrete(y):
+            values = np.asarray(y)
+            bad = values[(values < 0) | (values >= n_classes)]
+            if bad.size:
+                raise ValueError(f"{name}: label {bad[0]} is out of range for {n_classes} classes")
+        return pred, y, True
+    if y.shape == pred.shape:
+        return pred, y.astype(pred.dtype), False
+    raise ValueError(
+        f"{name}: labels of shape {y.shape} do not match predictions of shape {pred.shape}; "
+        f"expected integer labels of shape {pred.shape[:-1]} or one-hot labels of shape "
+        f"{pred.shape}"
+    )
+
+
+def same_shape_targets(name: str, predictions: ArrayLike, targets: ArrayLike) -> tuple[Array,
+                                                                                      Array]:
+    """Validate element-wise targets: exactly the predictions' shape, cast to their dtype."""
+    pred = _as_float_predictions(name, predictions)
+    y = jnp.asarray(targets)
+    if y.shape != pred.shape:
+        hint = ""
+        if y.shape == pred.shape[:-1] and pred.shape[-1] == 1:
+            hint = f"; reshape targets to {pred.shape}, e.g. y.reshape(-1, 1)"
+        raise ValueError(
+            f"{name}: targets of shape {y.shape} do not match predictions of shape "
+            f"{pred.shape}{hint}"
+        )
+    return pred, y.astype(pred.dtype)
+
+
+def _pick(values: Array, labels: Array, sparse: bool) -> Array:
+    """`values[..., label]` for sparse labels, `sum(values * labels, -1)` for one-hot."""
+    if sparse:
+        return jnp.take_along_axis(values, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    return jnp.sum(values * labels, axis=-1)
+
+
+def categorical_crossentropy(probs: ArrayLike, labels: ArrayLike) -> Array:
+    """`-log(p[y])` on probabilities clipped to `[1e-7, 1-1e-7]` (the book's form).
+
+    probs `(..., C)`; labels `(...)` integers or `(..., C)` one-hot -> losses `(...)`.
+    """
+    p, y, sparse = class_targets("categorical_crossentropy", probs, labels)
+    clipped = jnp.clip(p, CLIP, 1.0 - CLIP)
+    return -jnp.log(_pick(clipped, y, sparse))
+
+
+def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> Array:
+    """`-log_softmax(z)[y]` on logits, stable for any finite logits, no clipping.
+
+    logits `(..., C)`; labels `(...)` integers or `(..., C)` one-hot -> losses `(...)`.
+    """
+    z, y, sparse = class_targets("softmax_cross_entropy", logits, labels)
+    return -_pick(activations.log_softmax(z), y, sparse)
+
+
+def binary_crossentropy(probs: ArrayLike, targets: ArrayLike) -> Array:
+    """`mean_k -(y log p + (1-y) log(1-p))` on clipped probabilities (chapter 16).
+
+    probs and targets `(..., K)` (K independent labels) -> losses `(...)`.
+    """
+    p, y = same_shape_targets("binary_crossentropy", probs, targets)
+    clipped = jnp.clip(p, CLIP, 1.0 - CLIP)
+    return jnp.mean(-(y * jnp.log(clipped) + (1.0 - y) * jnp.log(1.0 - clipped)), axis=-1)
+
+
+def sigmoid_binary_cross_entropy(logits: ArrayLike, targets: ArrayLike) -> Array:
+    """Binary cross-entropy of `sigmoid(z)` computed from logits without overflow:
+    `mean_k max(z,0) - z*y + log(1 + exp(-|z|))`; shapes `(..., K) -> (...)`."""
+    z, y = same_shape_targets("sigmoid_binary_cross_entropy", logits, targets)
+    return jnp.mean(jnp.maximum(z, 0.0) - z * y + jnp.log1p(jnp.exp(-jnp.abs(z))), axis=-1)
+
+
+def mean_squared_error(predictions: ArrayLike, targets: ArrayLike) -> Array:
+    """`mean_k (p - y)^2` (chapter 17); shapes `(..., K) -> (...)`."""
+    p, y = same_shape_targets("mean_squared_error", predictions, targets)
+    return jnp.mean(jnp.square(p - y), axis=-1)
+
+
+def mean_absolute_error(predictions: ArrayLike, targets: ArrayLike) -> Array:
+    """`mean_k |p - y|` (chapter 17); shapes `(..., K) -> (...)`."""
+    p, y = same_shape_targets("mean_absolute_error", predictions, targets)
+    return jnp.mean(jnp.abs(p - y), axis=-1)
+
+
+def mean(per_example: ArrayLike, weights: ArrayLike | None = None) -> Array:
+    """`sum(w * l) / sum(w)` (plain mean without weights): a batch's data loss."""
+    values = jnp.asarray(per_example)
+    if weights is None:
+        return jnp.mean(values)
+    w = jnp.asarray(weights, values.dtype)
+    if w.shape != values.shape:
+        raise ValueError(f"mean: weights of shape {w.shape} do not match values {values.shape}")
+    return jnp.sum(w * values) / jnp.sum(w)

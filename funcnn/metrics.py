@@ -1,0 +1,45 @@
+"""Accuracy metrics (book chapters 5, 16, 17) as per-example scores in [0, 1].
+
+Each maps `(predictions (..., K), targets) -> scores (...)`; the accuracy of a batch is
+their mean (`funcnn.losses.mean` takes sample weights too).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from funcnn.losses import class_targets, same_shape_targets
+from funcnn.typing import Array, ArrayLike
+
+
+def categorical_accuracy(predictions: ArrayLike, labels: ArrayLike) -> Array:
+    """`argmax(p) == y` per example; one-hot labels go through argmax too."""
+    p, y, sparse = class_targets("categorical_accuracy", predictions, labels)
+    truth = y if sparse else jnp.argmax(y, axis=-1)
+    return (jnp.argmax(p, axis=-1) == truth).astype(p.dtype)
+
+
+def binary_accuracy(predictions: ArrayLike, targets: ArrayLike, threshold: float = 0.5) -> Array:
+    """`mean_k ((p > threshold) == y)` per example; strict `>`, as in the book.
+
+    Use `threshold=0.0` on logits.
+    """
+    p, y = same_shape_targets("binary_accuracy", predictions, targets)
+    return jnp.mean(((p > threshold) == (y > 0.5)).astype(p.dtype), axis=-1)
+
+
+def regression_precision(targets: ArrayLike, divisor: float = 250.0) -> float:
+    """The book's tolerance for regression accuracy: `std(y_train) / 250`."""
+    if not divisor > 0:
+        raise ValueError(f"regression_precision: divisor must be > 0, got {divisor}")
+    return float(jnp.std(jnp.asarray(targets))) / divisor
+
+
+def regression_accuracy(predictions: ArrayLike, targets: ArrayLike, *, precision: float) -> Array:
+    """`mean_k (|p - y| < precision)` per example (chapter 17).
+
+    Bind the precision first, e.g.
+    `functools.partial(regression_accuracy, precision=regression_precision(y_train))`.
+    """
+    p, y = same_shape_targets("regression_accuracy", predictions, targets)
+    return jnp.mean((jnp.abs(p - y) < precision).astype(p.dtype), axis=-1)
