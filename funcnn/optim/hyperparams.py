@@ -1,0 +1,281 @@
+"""Hyper-parameters as array leaves of the optimizer state.
+
+Every funcnn optimizer keeps its numeric settings in `state.hyperparams`, a dict of scalar
+arrays. Because they are data, not constants baked into the compiled program, they can be
+read (`learning_rate(state)`, `get_hyperparams(state)`), changed without recompiling
+(`replace_hyperparams(state, learning_rate=0.01)`), and batched with `jax.vmap` so that a
+sweep over settings is one program. With a constant rate the state holds `learning_rate`
+and the book's `decay`, and the rate of update t (t = updates already made) is
+`learning_rate / (1 + decay * t)`; with a schedule the state holds
+`scheduled_learning_rate`, the schedule's value for the next update.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, TypeAlias, TypeVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcnn.optim.base import OptState, float_dtype
+from funcnn.tree import path_to_str
+from funcnn.typing import Array, ArrayLike
+
+Schedule: TypeAlias = Callable[[Array], ArrayLike]
+"""`count -> learning rate`, count being the int32 number of updates already made."""
+
+SCHEDULED_LEARNING_RATE = "scheduled_learning_rate"
+
+# name -> (lowest allowed, highest allowed, whether the highest is excluded)
+_RANGES: dict[str, tuple[float, float, bool]] = {
+    "learning_rate": (0.0, math.inf, False),
+    "decay": (0.0, math.inf, False),
+    "eps": (0.0, math.inf, False),
+    "weight_decay": (0.0, math.inf, False),
+    "max_norm": (0.0, math.inf, False),
+    "momentum": (0.0, 1.0, True),
+    "rho": (0.0, 1.0, True),
+    "b1": (0.0, 1.0, True),
+    "b2": (0.0, 1.0, True),
+}
+
+_REAL_TYPES = (int, float, np.ndarray, np.number, jax.Array)
+
+_HYPERPARAM_STATES: set[type] = set()
+
+StateType = TypeVar("StateType", bound=type)
+
+
+def hyperparam_state(cls: StateType) -> StateType:
+    """Class decorator: mark a NamedTuple state class whose `hyperparams` field these
+    functions read and replace."""
+    _HYPERPARAM_STATES.add(cls)
+    return cls
+
+
+def is_traced(value: object) -> bool:
+    """Whether `value` is an abstract value inside `jit`/`vmap`/`grad` (no number to check)."""
+    return isinstance(value, jax.core.Tracer)
+
+
+def _check_real_dtype(name: str, value: Any) -> None:
+    dtype = jnp.result_type(value)
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        raise TypeError(f"{name} must be a real number, got dtype {dtype}")
+
+
+def check_hyperparam(
+    name: str, value: Any, bounds: tuple[float, float, bool] | None = None
+) -> None:
+    """Raise a TypeError/ValueError naming `name` unless `value` is a real scalar in its
+    allowed range (`bounds`, or the standard range for `name`). Traced values are only
+    checked for shape, having no concrete number."""
+    if isinstance(value, bool) or not isinstance(value, _REAL_TYPES):
+        raise TypeError(
+            f"{name} must be a real number or a scalar array, got {type(value).__name__}"
+        )
+    if jnp.shape(value) != ():
+        raise ValueError(f"{name} must be a scalar, got an array of shape {jnp.shape(value)}")
+    _check_real_dtype(name, value)
+    if is_traced(value):
+        return
+    low, high, open_high = (
+        bounds if bounds is not None else _RANGES.get(name, (-math.inf, math.inf, False))
+    )
+    number = float(value)
+    above = number >= high if open_high else number > high
+    if not math.isfinite(number) or number < low or above:
+        if math.isinf(high):
+            raise ValueError(f"{name} must be a finite number >= {low:g}, got {number!r}")
+        closing = ")" if open_high else "]"
+        raise ValueError(f"{name} must be in [{low:g}, {high:g}{closing}, got {number!r}")
+
+
+def as_hyperparam(name: str, value: object) -> Array:
+    """`value`, checked, as a scalar array of the default float dtype (a state leaf)."""
+    check_hyperparam(name, value)
+    return jnp.asarray(value, dtype=float_dtype())
+
+
+def is_concrete_zero(value: object) -> bool:
+    """True for a known 0 (not a traced value, which could be anything)."""
+    return not is_traced(value) and float(value) == 0.0  # type: ignore[arg-type]
+
+
+def inverse_time_rate(rate: ArrayLike, decay: ArrayLike, count: ArrayLike) -> Array:
+    """The book's decayed learning rate `rate / (1 + decay * count)`."""
+    steps = jnp.asarray(count).astype(jnp.result_type(rate, decay, float_dtype()))
+    return jnp.asarray(rate) / (1.0 + jnp.asarray(decay) * steps)
+
+
+def _schedule_value(schedule: Schedule, count: Array) -> Array:
+    value = jnp.asarray(schedule(count))
+    if value.shape != ():
+        raise ValueError(f"a learning-rate schedule must return a scalar, got shape {value.shape}")
+    return value.astype(float_dtype())
+
+
+def rate_hyperparams(
+    learning_rate: float | Array | Schedule, decay: float | Array
+) -> dict[str, Array]:
+    """The learning-rate entries of a fresh state's hyperparams: `learning_rate` and
+    `decay` for a constant rate, `scheduled_learning_rate = schedule(0)` for a schedule."""
+    check_hyperparam("decay", decay)
+    if callable(learning_rate):
+        if not is_concrete_zero(decay):
+            raise ValueError(
+                "decay must be 0 when learning_rate is a schedule; put the decay in the "
+                "schedule instead (e.g. inverse_time_decay)"
+            )
+        return {SCHEDULED_LEARNING_RATE: _schedule_value(learning_rate, jnp.zeros((), jnp.int32))}
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, _REAL_TYPES):
+        raise TypeError(
+            "learning_rate must be a number, a scalar array or a schedule (a callable), "
+            f"got {type(learning_rate).__name__}"
+        )
+    return {
+        "learning_rate": as_hyperparam("learning_rate", learning_rate),
+        "decay": as_hyperparam("decay", decay),
+    }
+
+
+def rate_for_update(
+    hyperparams: dict[str, Array], count: Array, schedule: Schedule | None
+) -> Array:
+    """The learning rate of the update made when `count` updates are already done."""
+    if schedule is not None:
+        return _schedule_value(schedule, count)
+    return inverse_time_rate(hyperparams["learning_rate"], hyperparams["decay"], count)
+
+
+def advance_rate(
+    hyperparams: dict[str, Array], new_count: Array, schedule: Schedule | None
+) -> dict[str, Array]:
+    """`hyperparams` after an update: a schedule's value is refreshed for the next update."""
+    if schedule is None:
+        return hyperparams
+    return {**hyperparams, SCHEDULED_LEARNING_RATE: _schedule_value(schedule, new_count)}
+
+
+def _hyperparam_states(state: OptState) -> list[tuple[str, Any]]:
+    """(path, sub-state) for every funcnn state with hyperparams inside `state`."""
+    found, _ = jax.tree_util.tree_flatten_with_path(
+        state, is_leaf=lambda x: type(x) in _HYPERPARAM_STATES
+    )
+    return [
+        (path_to_str(path) or "<root>", leaf)
+        for path, leaf in found
+        if type(leaf) in _HYPERPARAM_STATES
+    ]
+
+
+def _rate_of(sub_state: Any) -> Array | None:
+    hyperparams = sub_state.hyperparams
+    if SCHEDULED_LEARNING_RATE in hyperparams:
+        return jnp.asarray(hyperparams[SCHEDULED_LEARNING_RATE])
+    if "learning_rate" in hyperparams:
+        return inverse_time_rate(
+            hyperparams["learning_rate"], hyperparams["decay"], sub_state.count
+        )
+    return None
+
+
+def learning_rate(state: OptState) -> Array:
+    """The learning rate the *next* update will use (decay or schedule applied), from a
+    funcnn optimizer state or any state containing exactly one (a chain, a masked one)."""
+    rates = [
+        (path, rate)
+        for path, sub in _hyperparam_states(state)
+        if (rate := _rate_of(sub)) is not None
+    ]
+    if not rates:
+        raise ValueError("this state holds no funcnn optimizer with a learning rate")
+    if len(rates) > 1:
+        paths = ", ".join(f"'{path}'" for path, _ in rates)
+        raise ValueError(
+            f"this state holds {len(rates)} learning rates (at {paths}); "
+            "pass the sub-state of the one you mean"
+        )
+    return rates[0][1]
+
+
+def get_hyperparams(state: OptState) -> dict[str, Array]:
+    """All hyper-parameters in `state` (every funcnn sub-state's), by name. A name held by
+    two sub-states is an error; read `sub_state.hyperparams` directly then."""
+    merged: dict[str, Array] = {}
+    where: dict[str, str] = {}
+    for path, sub in _hyperparam_states(state):
+        for name, value in sub.hyperparams.items():
+            if name in merged:
+                raise ValueError(
+                    f"hyper-parameter {name!r} is held at both '{where[name]}' and '{path}'; "
+                    "read the sub-states' hyperparams directly"
+                )
+            merged[name], where[name] = value, path
+    return merged
+
+
+def _replaced_leaf(name: str, old: Array, value: Any) -> Array:
+    if np.shape(value) != jnp.shape(old):
+        raise ValueError(
+            f"{name} must have shape {jnp.shape(old)} like the value it replaces, "
+            f"got shape {np.shape(value)}"
+        )
+    if is_traced(value):
+        _check_real_dtype(name, value)
+    else:  # a batched state (outside vmap) takes a batch of values: check each one
+        for item in np.ravel(np.asarray(value)):
+            check_hyperparam(name, item.item())
+    return jnp.asarray(value, dtype=jnp.result_type(old))
+
+
+def replace_hyperparams(state: OptState, **values: ArrayLike) -> OptState:
+    """A new state with the named hyper-parameters replaced; nothing else changes, so a
+    jitted update takes the new values without recompiling. Works on chained states
+    when exactly one sub-state holds each name."""
+    holders = _hyperparam_states(state)
+    targets: dict[str, str] = {}
+    for name in values:
+        if name == SCHEDULED_LEARNING_RATE:
+            raise ValueError(
+                f"{SCHEDULED_LEARNING_RATE} is computed by the schedule and cannot be replaced"
+            )
+        paths = [path for path, sub in holders if name in sub.hyperparams]
+        if not paths:
+            scheduled = any(SCHEDULED_LEARNING_RATE in sub.hyperparams for _, sub in holders)
+            if name == "learning_rate" and scheduled:
+                raise ValueError(
+                    "learning_rate is set by a schedule in this state; build the optimizer "
+                    "with a constant learning_rate to change it by hand"
+                )
+            known = sorted({n for _, sub in holders for n in sub.hyperparams})
+            raise ValueError(f"this state has no hyper-parameter {name!r}; it has {known}")
+        if len(paths) > 1:
+            listed = ", ".join(f"'{path}'" for path in paths)
+            raise ValueError(
+                f"hyper-parameter {name!r} is held by {len(paths)} sub-states (at {listed}); "
+                "replace it in the sub-state you mean"
+            )
+        targets[name] = paths[0]
+
+    def replace(path: str, sub: Any) -> Any:
+        changes = {name: value for name, value in values.items() if targets[name] == path}
+        if not changes:
+            return sub
+        hyperparams = dict(sub.hyperparams)
+        for name, value in changes.items():
+            hyperparams[name] = _replaced_leaf(name, hyperparams[name], value)
+        return sub._replace(hyperparams=hyperparams)
+
+    return jax.tree_util.tree_map_with_path(
+        lambda path, leaf: (
+            replace(path_to_str(path) or "<root>", leaf)
+            if type(leaf) in _HYPERPARAM_STATES
+            else leaf
+        ),
+        state,
+        is_leaf=lambda x: type(x) in _HYPERPARAM_STATES,
+    )
