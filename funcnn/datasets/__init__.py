@@ -1,0 +1,64 @@
+"""Data sets: the book's generated sets, MNIST and Fashion-MNIST, scikit-learn's digits and
+image folders. Re-exports only; each topic lives in its own module."""
+
+from funcnn.datasets.base import (
+    DIGIT_NAMES,
+    ImageDataset,
+    LabelledImages,
+    split_labelled,
+)
+from funcnn.datasets.digits import DIGITS_MAX, digits, digits_split
+from funcnn.datasets.download import (
+    DATA_ENV,
+    DownloadError,
+    data_root,
+    dataset_dir,
+    fetch_files,
+    sha256_of,
+)
+from funcnn.datasets.idx import IdxFormatError, encode_idx, read_idx, write_idx
+from funcnn.datasets.images import image_folder, image_folders
+from funcnn.datasets.mnist import (
+    FASHION_MNIST_LABELS,
+    FASHION_MNIST_MIRRORS,
+    FASHION_MNIST_SHA256,
+    MNIST_MIRRORS,
+    MNIST_SHA256,
+    fashion_mnist,
+    mnist,
+)
+from funcnn.datasets.synthetic import sine, spiral, spiral_points, spiral_polar, vertical
+
+__all__ = [
+    "DATA_ENV",
+    "DIGITS_MAX",
+    "DIGIT_NAMES",
+    "FASHION_MNIST_LABELS",
+    "FASHION_MNIST_MIRRORS",
+    "FASHION_MNIST_SHA256",
+    "MNIST_MIRRORS",
+    "MNIST_SHA256",
+    "DownloadError",
+    "IdxFormatError",
+    "ImageDataset",
+    "LabelledImages",
+    "data_root",
+    "dataset_dir",
+    "digits",
+    "digits_split",
+    "encode_idx",
+    "fashion_mnist",
+    "fetch_files",
+    "image_folder",
+    "image_folders",
+    "mnist",
+    "read_idx",
+    "sha256_of",
+    "sine",
+    "spiral",
+    "spiral_points",
+    "spiral_polar",
+    "split_labelled",
+    "vertical",
+    "write_idx",
+]
