@@ -4,10 +4,19 @@ Networks are `Layer(init, apply, penalty)` triples of pure functions over plain 
 of arrays; see the guide in docs/ for the path from one neuron to a trained classifier.
 """
 
-from funcnn import activations, initializers, losses, metrics
+from funcnn import activations, initializers, losses, metrics, optim
+from funcnn.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    read_arrays,
+    read_metadata,
+    save_checkpoint,
+)
 from funcnn.combinators import named, serial, summary, summary_table
 from funcnn.errors import LayerError, LayerTypeError
 from funcnn.gradcheck import GradientCheck, check_gradients
+from funcnn.history import EarlyStopping, History
+from funcnn.inference import Evaluation, evaluate, predict, predict_classes
 from funcnn.layers import (
     Activation,
     Dense,
@@ -23,34 +32,52 @@ from funcnn.layers import (
     Step,
     Tanh,
 )
+from funcnn.train import FitResult, NonFiniteLossError, StepMetrics, fit, make_train_step
 from funcnn.tree import count_params
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Activation",
+    "CheckpointError",
     "Dense",
     "Dropout",
+    "EarlyStopping",
+    "Evaluation",
+    "FitResult",
     "Flatten",
     "GradientCheck",
+    "History",
     "Layer",
     "LayerError",
     "LayerTypeError",
     "LeakyReLU",
     "Linear",
     "LogSoftmax",
+    "NonFiniteLossError",
     "ReLU",
     "Sigmoid",
     "Softmax",
     "Step",
+    "StepMetrics",
     "Tanh",
     "activations",
     "check_gradients",
     "count_params",
+    "evaluate",
+    "fit",
     "initializers",
+    "load_checkpoint",
     "losses",
+    "make_train_step",
     "metrics",
     "named",
+    "optim",
+    "predict",
+    "predict_classes",
+    "read_arrays",
+    "read_metadata",
+    "save_checkpoint",
     "serial",
     "summary",
     "summary_table",

@@ -56,6 +56,18 @@ class Layer(NamedTuple):
     children: tuple[Layer, ...] = ()
     key: str | None = None
 
+    # Identity semantics: two layers are the same only if they are the same object (their
+    # closures differ anyway). This makes a Layer hashable, so it can be a static argument
+    # of `jax.jit` and compiled programs are reused for the same network.
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __ne__(self, other: object) -> bool:
+        return self is not other
+
 
 def check_input_shape(name: str, input_shape: Shape, min_rank: int = 1) -> Shape:
     """Validate `input_shape` (a tuple of positive ints, batch axis excluded)."""

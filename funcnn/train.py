@@ -1,0 +1,297 @@
+"""Training (book chapters 10-19): a pure train step, and `fit`, whose epochs run as one
+compiled program (`lax.scan` over shuffled minibatches inside `lax.scan` over epochs).
+
+Per step: `loss = mean_w(loss(net(x), y)) + net.penalty(params)`, gradients by `jax.grad`,
+then the optimizer's additive update. The epoch's data loss and accuracy are
+sample-weighted means over all N samples (the book's accumulated figures).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcnn.history import Callback, History
+from funcnn.inference import (
+    batch_plan,
+    check_batch_size,
+    check_data,
+    checked_per_example,
+    evaluate,
+    evaluate_arrays,
+    predict,
+    predict_classes,
+)
+from funcnn.layers import Layer
+from funcnn.optim.base import GradientTransformation, apply_updates
+from funcnn.optim.hyperparams import learning_rate
+from funcnn.progress import ProgressBar
+from funcnn.typing import Array, ArrayLike, LossFn, MetricFn, Params, PRNGKey, PyTree, State
+
+__all__ = ["FitResult", "NonFiniteLossError", "StepMetrics", "evaluate", "fit",
+           "make_train_step", "predict", "predict_classes"]
+
+
+class StepMetrics(NamedTuple):
+    """Figures of one step: `loss = data_loss + reg_loss`; accuracy is nan without a metric."""
+
+    loss: Array
+    data_loss: Array
+    reg_loss: Array
+    accuracy: Array
+
+
+class FitResult(NamedTuple):
+    """What `fit` returns: trained params, layer state, optimizer state and the History."""
+
+    params: Params
+    state: State
+    opt_state: PyTree
+    history: History
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a non-finite loss; holds the last finite params, states and history."""
+
+    def __init__(self, epoch: int, result: FitResult) -> None:
+        super().__init__(
+            f"fit: the loss became non-finite in epoch {epoch}; training stopped. The "
+            f"parameters from before that epoch (the last finite ones) are in error.result"
+        )
+        self.epoch = epoch
+        self.result = result
+
+
+def current_learning_rate(opt_state: PyTree) -> Array:
+    """The rate the next update uses, or nan for optimizers that do not expose one."""
+    try:
+        rate: ArrayLike = learning_rate(opt_state)
+    except ValueError:
+        rate = jnp.nan
+    return jnp.asarray(rate, jnp.float32)
+
+
+def _batch_update(net: Layer, loss: LossFn, optimizer: GradientTransformation,
+                  metric: MetricFn | None, params: Params, state: State, opt_state: PyTree,
+                  x: Array, y: Array, weights: Array | None, key: PRNGKey | None,
+                  ) -> tuple[Params, State, PyTree, Array, Array]:
+    """One optimizer step; returns new params/state/opt_state and the batch's weighted
+    sums of per-example data loss and metric (not yet divided by the sample count)."""
+
+    def objective(p: Params) -> tuple[Array, tuple[Array, Array, State]]:
+        pred, new_state = net.apply(p, state, x, key=key, train=True)
+        per_example = checked_per_example("loss", loss, pred, y)
+        w = jnp.ones_like(per_example) if weights is None else weights.astype(per_example.dtype)
+        count = jnp.maximum(jnp.sum(w), 1.0)
+        data_sum = jnp.sum(w * per_example)
+        metric_sum = jnp.zeros((), jnp.float32)
+        if metric is not None:
+            per_metric = checked_per_example("metric", metric, jax.lax.stop_gradient(pred), y)
+            metric_sum = jnp.sum(w * per_metric)
+        total = data_sum / count + net.penalty(p)
+        return total, (data_sum, metric_sum, new_state)
+
+    grads, (data_sum, metric_sum, new_state) = jax.grad(objective, has_aux=True)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return apply_updates(params, updates), new_state, opt_state, data_sum, metric_sum
+
+
+def make_train_step(net: Layer, loss: LossFn, optimizer: GradientTransformation,
+                    metric: MetricFn | None = None) -> Callable[..., tuple[Params, State, PyTree,
+                                                                           StepMetrics]]:
+    """A pure, jittable step `(params, state, opt_state, x, y, *, key=None, weights=None)
+    -> (params, state, opt_state, StepMetrics)` for writing one's own loop."""
+
+    def step(params: Params, state: State, opt_state: PyTree, x: Array, y: Array, *,
+             key: PRNGKey | None = None, weights: Array | None = None,
+             ) -> tuple[Params, State, PyTree, StepMetrics]:
+        count = jnp.float32(x.shape[0]) if weights is None else jnp.sum(weights)
+        new_params, new_state, new_opt, data_sum, metric_sum = _batch_update(
+            net, loss, optimizer, metric, params, state, opt_state, x, y, weights, key)
+        data_loss = data_sum / jnp.maximum(count, 1.0)
+        reg_loss = net.penalty(params)
+        accuracy = metric_sum / jnp.maximum(count, 1.0) if metric is not None else jnp.nan
+        return new_params, new_state, new_opt, StepMetrics(
+            data_loss + reg_loss, data_loss, reg_loss, jnp.asarray(accuracy, jnp.float32))
+
+    return step
+
+
+class _Config(NamedTuple):
+    """The static configuration of one compiled training program."""
+
+    net: Layer
+    loss: LossFn
+    optimizer: GradientTransformation
+    metric: MetricFn | None
+    batch_size: int | None  # None: full batch, data in its given order
+    shuffle: bool
+    val_batch_size: int
+    unroll: int
+
+
+def _train_epoch(cfg: _Config, carry: tuple[Params, State, PyTree], x: Array, y: Array,
+                 epoch_key: PRNGKey) -> tuple[tuple[Params, State, PyTree], Array, Array]:
+    """One epoch over all N samples; returns the carry and the summed data loss and metric."""
+    params, state, opt_state = carry
+    n = x.shape[0]
+    if cfg.batch_size is None:
+        params, state, opt_state, data_sum, metric_sum = _batch_update(
+            cfg.net, cfg.loss, cfg.optimizer, cfg.metric, params, state, opt_state, x, y, None,
+            jax.random.fold_in(epoch_key, 0))
+        return (params, state, opt_state), data_sum, metric_sum
+    shuffle_key, dropout_key = jax.random.split(epoch_key)
+    order = jax.random.permutation(shuffle_key, n) if cfg.shuffle else None
+    idx, weights = batch_plan(n, cfg.batch_size, order)
+    if cfg.batch_size * idx.shape[0] == n:
+        weights_or_none: Array | None = None
+    else:
+        weights_or_none = weights
+
+    def step(inner: tuple[Params, State, PyTree, Array, Array],
+             batch: tuple[Array, Array, Array]) -> tuple[tuple[Params, State, PyTree, Array,
+                                                               Array], None]:
+        p, s, o, loss_acc, metric_acc = inner
+        rows, w, i = batch
+        p, s, o, data_sum, metric_sum = _batch_update(
+            cfg.net, cfg.loss, cfg.optimizer, cfg.metric, p, s, o, x[rows], y[rows],
+            None if weights_or_none is None else w, jax.random.fold_in(dropout_key, i))
+        return (p, s, o, loss_acc + data_sum, metric_acc + metric_sum), None
+
+    zero = jnp.zeros((), jnp.float32)
+    steps = jnp.arange(idx.shape[0], dtype=jnp.int32)
+    (params, state, opt_state, data_sum, metric_sum), _ = jax.lax.scan(
+        step, (params, state, opt_state, zero, zero), (idx, weights, steps), unroll=cfg.unroll)
+    return (params, state, opt_state), data_sum, metric_sum
+
+
+def _run_epochs(cfg: _Config, params: Params, state: State, opt_state: PyTree, x: Array,
+                y: Array, x_val: Array | None, y_val: Array | None, key: PRNGKey,
+                epoch_ids: Array, active: Array) -> tuple[Params, State, PyTree, dict[str, Array]]:
+    """Run epochs `epoch_ids` (those with `active`) in one program. An epoch whose loss is
+    not finite is rolled back and every later one skipped; `finite` records which ran."""
+    n = jnp.float32(x.shape[0])
+
+    def epoch(carry: tuple[Params, State, PyTree, Array], inputs: tuple[Array, Array]) -> tuple[
+            tuple[Params, State, PyTree, Array], dict[str, Array]]:
+        params, state, opt_state, healthy = carry
+        epoch_id, is_active = inputs
+        run = healthy & is_active
+
+        def train(c: tuple[Params, State, PyTree]) -> tuple[tuple[Params, State, PyTree], Array,
+                                                            Array]:
+            return _train_epoch(cfg, c, x, y, jax.random.fold_in(key, epoch_id))
+
+        def skip(c: tuple[Params, State, PyTree]) -> tuple[tuple[Params, State, PyTree], Array,
+                                                           Array]:
+            return c, jnp.float32(jnp.nan), jnp.float32(jnp.nan)
+
+        new, data_sum, metric_sum = jax.lax.cond(run, train, skip, (params, state, opt_state))
+        reg_loss = cfg.net.penalty(new[0])
+        data_loss = data_sum / n
+        finite = run & jnp.isfinite(data_loss + reg_loss)
+        kept = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new,
+                            (params, state, opt_state))
+        logs = {"data_loss": data_loss, "reg_loss": reg_loss, "loss": data_loss + reg_loss,
+                "learning_rate": current_learning_rate(kept[2]), "finite": finite,
+                "ran": run}
+        if cfg.metric is not None:
+            logs["accuracy"] = metric_sum / n
+        if x_val is not None and y_val is not None:
+            val = evaluate_arrays(cfg.net, kept[0], kept[1], cfg.loss, cfg.metric, x_val, y_val,
+                                  cfg.val_batch_size)
+            logs["val_loss"] = val.loss
+            if cfg.metric is not None:
+                logs["val_accuracy"] = val.accuracy
+        return (*kept, healthy & (finite | ~run)), logs
+
+    (params, state, opt_state, _), logs = jax.lax.scan(
+        epoch, (params, state, opt_state, jnp.bool_(True)), (epoch_ids, active))
+    return params, state, opt_state, logs
+
+
+_run_epochs_jit = jax.jit(_run_epochs, static_argnums=(0,), donate_argnums=(1, 2, 3))
+
+
+def epochs_per_program(n_batches: int, epochs: int, has_callbacks: bool) -> int:
+    """How many epochs one compiled call runs: about 1000 steps (so per-call overhead is
+    negligible), one when callbacks must see every epoch."""
+    if has_callbacks:
+        return 1
+    return max(1, min(epochs, math.ceil(1000 / n_batches)))
+
+
+def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformation,
+        loss: LossFn, x: ArrayLike, y: ArrayLike, *, key: PRNGKey, epochs: int,
+        batch_size: int | None = None,
+        validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+        metric: MetricFn | None = None, shuffle: bool = True, progress: bool = True,
+        callbacks: Sequence[Callback] = (), opt_state: PyTree | None = None,
+        initial_epoch: int = 0, validation_batch_size: int | None = None,
+        unroll: int = 1) -> FitResult:
+    """Train `net` for `epochs` epochs of minibatches of `batch_size` (None: full batch).
+
+    Epoch `e` uses key `fold_in(key, e)` (for the shuffle and dropout), so a run resumed
+    with `initial_epoch=e` and the saved `opt_state` continues exactly. Data moves to the
+    device once; the caller's arrays are never donated or modified.
+    """
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"fit: epochs must be an int >= 0, got {epochs!r}")
+    if not isinstance(initial_epoch, int) or initial_epoch < 0:
+        raise ValueError(f"fit: initial_epoch must be an int >= 0, got {initial_epoch!r}")
+    x_arr, y_arr = check_data("fit", x, y)
+    assert y_arr is not None
+    n = x_arr.shape[0]
+    size = check_batch_size("fit", batch_size, n)
+    x_val = y_val = None
+    val_size = 1
+    if validation_data is not None:
+        if not (isinstance(validation_data, tuple | list) and len(validation_data) == 2):
+            raise ValueError("fit: validation_data must be a pair (x_val, y_val)")
+        x_val, y_val = check_data("fit (validation_data)", *validation_data)
+        val_size = check_batch_size("fit (validation_data)",
+                                    validation_batch_size or min(batch_size or n,
+                                                                 x_val.shape[0]),
+                                    x_val.shape[0])
+    cfg = _Config(net, loss, optimizer, metric, None if batch_size is None else size, shuffle,
+                  val_size, unroll)
+    # Private copies: the compiled program donates (reuses) these buffers.
+    params = jax.tree.map(jnp.array, params)
+    state = jax.tree.map(jnp.array, state)
+    opt_state = jax.tree.map(jnp.array, optimizer.init(params) if opt_state is None
+                             else opt_state)
+    history = History()
+    chunk = epochs_per_program(math.ceil(n / size), epochs, bool(callbacks))
+    bar = ProgressBar(epochs, enabled=progress)
+    done = 0
+    try:
+        while done < epochs:
+            ids = np.arange(initial_epoch + done, initial_epoch + done + chunk, dtype=np.int32)
+            active = np.arange(done, done + chunk) < epochs
+            params, state, opt_state, logs = _run_epochs_jit(
+                cfg, params, state, opt_state, x_arr, y_arr, x_val, y_val, key,
+                jnp.asarray(ids), jnp.asarray(active))
+            host = jax.device_get(logs)
+            stop = False
+            for i in range(int(np.sum(host["ran"]))):
+                epoch_logs = {k: float(v[i]) for k, v in host.items()
+                              if k not in ("finite", "ran")}
+                if not host["finite"][i]:
+                    raise NonFiniteLossError(int(ids[i]), FitResult(params, state, opt_state,
+                                                                    history))
+                history.append(int(ids[i]), epoch_logs)
+                bar.update(int(ids[i]), epoch_logs)
+                for callback in callbacks:
+                    stop = bool(callback(int(ids[i]), epoch_logs, params)) or stop
+            done += chunk
+            if stop:
+                break
+    finally:
+        bar.close()
+    return FitResult(params, state, opt_state, history)
+
