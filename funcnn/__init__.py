@@ -4,7 +4,7 @@ Networks are `Layer(init, apply, penalty)` triples of pure functions over plain 
 of arrays; see the guide in docs/ for the path from one neuron to a trained classifier.
 """
 
-from funcnn import activations, initializers, losses, metrics, optim
+from funcnn import activations, data, datasets, initializers, losses, metrics, optim
 from funcnn.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -64,6 +64,8 @@ __all__ = [
     "activations",
     "check_gradients",
     "count_params",
+    "data",
+    "datasets",
     "evaluate",
     "fit",
     "initializers",
