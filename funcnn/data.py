@@ -328,8 +328,9 @@ def preprocess_image(
 ) -> Array:
     """The book's chapter-22 preparation of a new photo for a Fashion-MNIST model.
 
-    Grayscale (Pillow's luma `L = 0.299 R + 0.587 G + 0.114 B`), resize to `size`
-    `(height, width)` with Pillow's bilinear filter, invert (`255 - x`, for dark-on-light
+    Grayscale (Pillow's luma `L = 0.299 R + 0.587 G + 0.114 B`; alpha ignored, as by the
+    book's `cv2.imread`), resize to `size` `(height, width)` with Pillow's bilinear filter
+    (antialiased when shrinking, unlike `cv2.resize`), invert (`255 - x`, for dark-on-light
     photos), scale `(x - 127.5) / 127.5` into [-1, 1]. Returns float32 `(H * W,)` with
     `flatten`, else `(H, W)`; add a batch axis with `[None]`.
     """

@@ -136,3 +136,8 @@ def test_image_folder_without_pillow_says_how_to_install(
     monkeypatch.setitem(sys.modules, "PIL", None)
     with pytest.raises(ImportError, match=re.escape("pip install funcnn[data]")):
         image_folder(tmp_path)
+
+
+def test_digits_split_rejects_a_bad_fraction() -> None:
+    with pytest.raises(ValueError, match=r"strictly between 0 and 1, got 1\.5"):
+        digits_split(jax.random.key(0), test_fraction=1.5)

@@ -260,6 +260,7 @@ def test_offline_error_says_which_files_to_put_where(server: Server, tmp_path: P
     assert f"put these files into {cache}" in message
     for name in IDX_FILES:
         assert f"{name}  (sha256 {server.files.checksums[name]})" in message
+    assert f"They are published at {server.url}" in message
     assert not cache.exists() or list(cache.iterdir()) == []
 
 

@@ -71,6 +71,8 @@ def split_labelled(
     """
     from funcnn.data import split_indices
 
+    if not 0.0 < float(test_fraction) < 1.0:
+        raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
     train_idx, test_idx = split_indices(
         key,
         data.num_examples,

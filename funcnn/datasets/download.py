@@ -63,7 +63,7 @@ def _check_sha256(filename: str, sha256: str) -> str:
 
 
 def _mirror_url(mirror: str, filename: str) -> str:
-    return mirror if mirror.endswith(filename) else mirror.rstrip("/") + "/" + filename
+    return mirror.rstrip("/") + "/" + filename
 
 
 def download_verified(url: str, target: Path, sha256: str, *, timeout: float) -> None:
@@ -93,11 +93,15 @@ def download_verified(url: str, target: Path, sha256: str, *, timeout: float) ->
         raise
 
 
-def _placement_hint(dataset: str, directory: Path, files: Mapping[str, str]) -> str:
+def _placement_hint(
+    dataset: str, directory: Path, files: Mapping[str, str], mirrors: Sequence[str]
+) -> str:
     listing = "\n".join(f"  {name}  (sha256 {digest})" for name, digest in files.items())
+    source = f"\nThey are published at {', '.join(mirrors)}" if mirrors else ""
     return (
         f"To load {dataset} without network access, put these files into {directory} "
         f"(or pass data_dir=..., or set {DATA_ENV} to a root holding {dataset}/):\n{listing}"
+        f"{source}"
     )
 
 
@@ -151,6 +155,6 @@ def fetch_files(
             detail = "\n".join(f"  - {problem}" for problem in problems)
             raise DownloadError(
                 f"cannot obtain {dataset} file {name}:\n{detail}\n"
-                + _placement_hint(dataset, directory, checked)
+                + _placement_hint(dataset, directory, checked, mirrors)
             )
     return paths
