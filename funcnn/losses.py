@@ -17,6 +17,24 @@ CLIP = 1e-7
 """The book's clipping: predictions are clipped to `[1e-7, 1 - 1e-7]` before the log."""
 
 
+@jax.custom_jvp
+def clipped_log(p: Array) -> Array:
+    """`log(clip(p, 1e-7, 1 - 1e-7))` with the book's gradient `1 / clip(p)`.
+
+    The book's backward pass never zeroes the gradient where the clip is active (its
+    softmax + cross-entropy gradient is `(p - y) / N` everywhere); plain autodiff of
+    `clip` would, and a saturated network could then never recover.
+    """
+    return jnp.log(jnp.clip(p, CLIP, 1.0 - CLIP))
+
+
+@clipped_log.defjvp
+def _clipped_log_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+    (p,), (dp,) = primals, tangents
+    clipped = jnp.clip(p, CLIP, 1.0 - CLIP)
+    return jnp.log(clipped), dp / clipped
+
+
 def _as_float_predictions(name: str, predictions: ArrayLike) -> Array:
     pred = jnp.asarray(predictions)
     if not jnp.issubdtype(pred.dtype, jnp.floating):
@@ -77,9 +95,18 @@ def same_shape_targets(name: str, predictions: ArrayLike, targets: ArrayLike) ->
 
 
 def _pick(values: Array, labels: Array, sparse: bool) -> Array:
-    """`values[..., label]` for sparse labels, `sum(values * labels, -1)` for one-hot."""
+    """`values[..., label]` for sparse labels, `sum(values * labels, -1)` for one-hot.
+
+    A sparse label outside `[0, C)` (only possible under jit, where it cannot be checked)
+    picks NaN instead of wrapping around to another class.
+    """
     if sparse:
-        return jnp.take_along_axis(values, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
+        n_classes = values.shape[-1]
+        index = labels.astype(jnp.int32)
+        index = jnp.where((index >= 0) & (index < n_classes), index, n_classes)
+        return jnp.take_along_axis(
+            values, index[..., None], axis=-1, mode="fill", fill_value=jnp.nan
+        )[..., 0]
     return jnp.sum(values * labels, axis=-1)
 
 
@@ -87,10 +114,11 @@ def categorical_crossentropy(probs: ArrayLike, labels: ArrayLike) -> Array:
     """`-log(p[y])` on probabilities clipped to `[1e-7, 1-1e-7]` (the book's form).
 
     probs `(..., C)`; labels `(...)` integers or `(..., C)` one-hot -> losses `(...)`.
+    One-hot and soft labels give `-sum_c y_c log p_c` (the book's `-log sum(p * y)` for
+    one-hot rows, and the true cross-entropy, as `softmax_cross_entropy`, for soft ones).
     """
     p, y, sparse = class_targets("categorical_crossentropy", probs, labels)
-    clipped = jnp.clip(p, CLIP, 1.0 - CLIP)
-    return -jnp.log(_pick(clipped, y, sparse))
+    return -_pick(clipped_log(p), y, sparse)
 
 
 def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> Array:
@@ -108,8 +136,7 @@ def binary_crossentropy(probs: ArrayLike, targets: ArrayLike) -> Array:
     probs and targets `(..., K)` (K independent labels) -> losses `(...)`.
     """
     p, y = same_shape_targets("binary_crossentropy", probs, targets)
-    clipped = jnp.clip(p, CLIP, 1.0 - CLIP)
-    return jnp.mean(-(y * jnp.log(clipped) + (1.0 - y) * jnp.log(1.0 - clipped)), axis=-1)
+    return jnp.mean(-(y * clipped_log(p) + (1.0 - y) * clipped_log(1.0 - p)), axis=-1)
 
 
 def sigmoid_binary_cross_entropy(logits: ArrayLike, targets: ArrayLike) -> Array:
