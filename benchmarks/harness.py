@@ -1,0 +1,116 @@
+"""Timing harness: every implementation is a `Runner`; repetitions are interleaved so that
+machine noise (other processes on the same cores) hits all implementations alike.
+
+Protocol per runner: `setup(problem)` once, then any number of `reset()` (untimed: the
+initial weights and a fresh optimizer state) followed by `run()` (timed: one whole training
+run of the workload, blocking until the result exists) and `weights()` (untimed).
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from workloads import Problem, Weights, accuracy
+
+
+class Runner(Protocol):
+    """One implementation of the training run."""
+
+    name: str
+
+    def setup(self, problem: Problem) -> None: ...
+
+    def reset(self) -> None: ...
+
+    def run(self) -> None: ...
+
+    def weights(self) -> Weights: ...
+
+
+@dataclass
+class Measurement:
+    """Timings of one implementation on one problem; `times_s` are steady-state runs."""
+
+    name: str
+    first_s: float = float("nan")  # the first run: tracing, compilation and one run
+    times_s: list[float] = field(default_factory=list)
+    accuracy: float = float("nan")
+    note: str = ""
+
+    @property
+    def skipped(self) -> bool:
+        return not self.times_s
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.times_s) if self.times_s else float("nan")
+
+    @property
+    def compile_s(self) -> float:
+        """First run minus a steady run: the one-off cost (tracing, compiling, warm-up)."""
+        return self.first_s - self.median_s
+
+
+def _timed(runner: Runner) -> float:
+    runner.reset()
+    gc.collect()
+    start = time.perf_counter()
+    runner.run()
+    return time.perf_counter() - start
+
+
+def measure(problem: Problem, factories: Sequence[tuple[str, Callable[[], Runner]]],
+            repeats: int, log: Callable[[str], None] = print) -> list[Measurement]:
+    """Set up each runner (skipping those whose package is missing), time its first run,
+    then `repeats` rounds of one run of every runner, in a rotating order."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    results: list[Measurement] = []
+    runners: list[tuple[Runner, Measurement]] = []
+    for name, factory in factories:
+        m = Measurement(name)
+        results.append(m)
+        try:
+            runner = factory()
+            runner.setup(problem)
+        except ImportError as err:
+            m.note = f"skipped: {err.name or err} not installed"
+            log(f"  {name}: {m.note}")
+            continue
+        m.first_s = _timed(runner)
+        log(f"  {name}: first run {m.first_s:.3f} s")
+        runners.append((runner, m))
+    for r in range(repeats):
+        shift = r % max(1, len(runners))
+        for runner, m in runners[shift:] + runners[:shift]:
+            m.times_s.append(_timed(runner))
+    wl = problem.workload
+    for runner, m in runners:
+        m.accuracy = accuracy(runner.weights(), wl.hidden, problem.x_eval, problem.y_eval)
+    return results
+
+
+def fmt(value: float, digits: int = 3) -> str:
+    """A number for the table with `digits` significant digits, or '-' when missing."""
+    if value != value:  # nan
+        return "-"
+    if abs(value) >= 10 ** digits:
+        return f"{value:.0f}"
+    return f"{value:.{digits}g}"
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    """A GitHub-flavoured markdown table with right-aligned numeric columns."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
+    rule = "|" + "|".join("-" * (w + 1) + ":" if i else "-" * (w + 2)
+                          for i, w in enumerate(widths)) + "|"
+    body = ["| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                              for i, (c, w) in enumerate(zip(row, widths, strict=True))) + " |"
+            for row in rows]
+    return "\n".join([line, rule, *body])

@@ -1,0 +1,169 @@
+"""funcnn against its peers: the same network, data, initial weights and hyper-parameters,
+trained by funcnn's `fit` and by every peer, in one process, repetitions interleaved.
+
+    .venv-bench/bin/python benchmarks/peers.py            # W1-W4, 5 repeats (~15 min)
+    .venv-bench/bin/python benchmarks/peers.py --quick    # smaller, under 3 minutes
+    .venv/bin/python benchmarks/peers.py --tiny --peers funcnn,numpy,jax-loop,jax-fused
+
+A timed run is one whole workload (W1: 1000 full-batch steps; W2, W3: one epoch; W4: 20
+epochs) from the shared initial weights; the first run (tracing, compiling) is reported
+apart. Accuracy is computed in NumPy from each implementation's final weights (W1 on the
+training set, the others on held-out data) and must agree with funcnn's within --tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from collections.abc import Callable
+from typing import Any
+
+# PyTorch's OpenMP threads spin-wait between parallel regions by default; on two shared,
+# busy cores that made its steps 10-40x slower (measured). Sleeping waits are the fair
+# setting here; export OMP_WAIT_POLICY=ACTIVE to see the default.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from harness import Measurement, Runner, fmt, measure, table
+from workloads import WORKLOADS, Problem, make_problem, scaled
+
+PEERS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "funcnn": ("run_funcnn", "FuncnnRunner", {}),
+    "jax-fused": ("run_jax", "JaxFusedRunner", {}),
+    "jax-loop": ("run_jax", "JaxLoopRunner", {}),
+    "numpy": ("run_numpy", "NumpyRunner", {}),
+    "torch": ("run_peers", "TorchRunner", {}),
+    "flax": ("run_peers", "FlaxRunner", {}),
+    "equinox": ("run_peers", "EquinoxRunner", {}),
+    "keras": ("run_peers", "KerasRunner", {}),
+}
+TOLERANCE = {"W1": 0.03, "W2": 0.02, "W3": 0.02, "W4": 0.03}
+"""Largest accepted |accuracy - funcnn's accuracy|: shuffles differ (funcnn and Keras draw
+their own), and float32 rounding differs between libraries."""
+
+
+def factory(peer: str) -> Callable[[], Runner]:
+    """A zero-argument constructor; importing the runner module may raise ImportError."""
+    module_name, cls_name, kwargs = PEERS[peer]
+
+    def make() -> Runner:
+        import importlib
+
+        cls = getattr(importlib.import_module(module_name), cls_name)
+        runner: Runner = cls(**kwargs)
+        return runner
+
+    return make
+
+
+def machine() -> str:
+    """CPU model, core count and library versions, for the report."""
+    import jax
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, python {platform.python_version()}, "
+            f"jax {jax.__version__}")
+
+
+def report(problem: Problem, results: list[Measurement], limit: Any,
+           tolerance: float) -> tuple[str, bool]:
+    """The markdown table for one workload, and whether all accuracies agree."""
+    from roofline import fraction_of_limit
+
+    wl = problem.workload
+    steps, epochs = problem.steps, wl.epochs
+    ref = next((m for m in results if m.name == "funcnn fit" and not m.skipped),
+               next((m for m in results if not m.skipped), None))
+    last = problem.n - (problem.steps_per_epoch - 1) * problem.batch_size
+    rows, agree = [], True
+    for m in results:
+        if m.skipped:
+            rows.append([m.name, "-", "-", "-", "-", "-", "-", "-", m.note or "skipped"])
+            continue
+        ratio = m.median_s / ref.median_s if ref else float("nan")
+        frac = float("nan")
+        if limit is not None:
+            frac = fraction_of_limit(limit, steps, m.median_s,
+                                     None if last == problem.batch_size else last,
+                                     problem.batch_size)
+        ok = ref is None or abs(m.accuracy - ref.accuracy) <= tolerance
+        agree &= ok
+        spread = (max(m.times_s) - min(m.times_s)) / m.median_s if len(m.times_s) > 1 else 0.0
+        rows.append([m.name, fmt(m.median_s / steps * 1e3), fmt(m.median_s / epochs),
+                     fmt(ratio, 2), fmt(m.first_s), fmt(max(0.0, m.compile_s)),
+                     f"{m.accuracy:.4f}" + ("" if ok else " (!)"),
+                     "-" if frac != frac else f"{100 * frac:.0f}%",
+                     f"spread {100 * spread:.0f}%" + (f"; {m.note}" if m.note else "")])
+    header = ["implementation", "ms/step", "s/epoch", "x funcnn", "first run s",
+              "compile s", f"{problem.eval_on} acc", "of matmul limit", "notes"]
+    return table(rows, header), agree
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="smaller data, 2 repeats (<3 min)")
+    size.add_argument("--tiny", action="store_true", help="seconds; used by the tests")
+    parser.add_argument("--workloads", default="W1,W2,W3,W4")
+    parser.add_argument("--peers", default=",".join(PEERS), help=f"of {','.join(PEERS)}")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per peer")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-roofline", action="store_true", help="skip the matmul limit")
+    args = parser.parse_args(argv)
+    mode = "tiny" if args.tiny else "quick" if args.quick else "full"
+    repeats = {"full": 5, "quick": 2, "tiny": 2}[mode] if args.repeats is None else args.repeats
+    names = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    for bad in [w for w in names if w not in WORKLOADS] + [p for p in peers if p not in PEERS]:
+        parser.error(f"unknown workload or peer {bad!r}; workloads {','.join(WORKLOADS)}, "
+                     f"peers {','.join(PEERS)}")
+    if repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {repeats}")
+
+    print(f"machine: {machine()}")
+    print(f"mode: {mode}, repeats: {repeats}, seed: {args.seed}; times are medians of the "
+          f"interleaved repeats, ratios are time / funcnn's time (>1: slower than funcnn)")
+    all_agree = True
+    for name in names:
+        wl = scaled(WORKLOADS[name], mode)
+        try:
+            problem = make_problem(wl, args.seed)
+        except ImportError as err:
+            print(f"\n## {name}: skipped ({err.name or err} not installed, needed for its data)")
+            continue
+        print(f"\n## {name}: {wl.title}")
+        print(f"{problem.n} training samples ({wl.data}"
+              f"{', synthetic random data of MNIST shape' if wl.data == 'synthetic' else ''}), "
+              f"{problem.steps_per_epoch} steps/epoch x {wl.epochs} epochs = {problem.steps} "
+              f"steps per timed run; accuracy on {problem.eval_on} ({problem.y_eval.size})")
+        results = measure(problem, [(_display_name(p), factory(p)) for p in peers], repeats)
+        limit = None
+        if not args.no_roofline:
+            from roofline import step_limit
+
+            limit = step_limit(wl, problem.batch_size, 0.05 if mode == "tiny" else 0.3)
+            print(f"matmul limit: {limit.flops / 1e6:.2f} MFLOP/step (6*P*B = "
+                  f"{limit.approx_flops / 1e6:.2f}) at {limit.rate / 1e9:.1f} GFLOP/s = "
+                  f"{limit.seconds * 1e6:.1f} us/step")
+        text, agree = report(problem, results, limit, TOLERANCE[name])
+        all_agree &= agree
+        print(text)
+        print(f"accuracies {'agree' if agree else 'DISAGREE'} within {TOLERANCE[name]}")
+    print(f"\nall accuracies agree: {'yes' if all_agree else 'NO'}")
+    return 0 if all_agree else 1
+
+
+def _display_name(peer: str) -> str:
+    return {"funcnn": "funcnn fit", "jax-fused": "jax fused scan", "jax-loop": "jax step loop",
+            "numpy": "numpy (book)", "torch": "pytorch", "flax": "flax linen",
+            "equinox": "equinox", "keras": "keras 3 (jax)"}[peer]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The benchmark scripts run end to end in their tiny modes and print sane tables.
+
+Only the implementations available in funcnn's own environment take part (funcnn, the
+book's NumPy code, hand-written JAX); no timing is asserted, only that the figures exist,
+are positive, and that every implementation reaches the same accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def run_script(*args: str, timeout: float = 240.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], cwd=BENCH, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def table_rows(text: str, first_cell: str) -> list[list[str]]:
+    """Cells of the markdown table rows whose first cell starts with `first_cell`."""
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0].startswith(first_cell):
+            rows.append(cells)
+    return rows
+
+
+def number(cell: str) -> float:
+    return float(cell.rstrip("%"))
+
+
+def test_peers_tiny_prints_agreeing_table() -> None:
+    proc = run_script("peers.py", "--tiny", "--workloads", "W1,W2", "--repeats", "1",
+                      "--peers", "funcnn,numpy,jax-loop,jax-fused")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "all accuracies agree: yes" in out
+    sections = re.split(r"^## ", out, flags=re.M)[1:]
+    assert [s[:2] for s in sections] == ["W1", "W2"]
+    for section in sections:
+        header = table_rows(section, "implementation")[0]
+        names = ["funcnn fit", "numpy (book)", "jax step loop", "jax fused scan"]
+        rows = {r[0]: dict(zip(header, r, strict=True)) for r in table_rows(section, "")
+                if r[0] in names}
+        assert sorted(rows) == sorted(names), section
+        accuracies = []
+        for row in rows.values():
+            assert number(row["ms/step"]) > 0
+            assert number(row["s/epoch"]) > 0
+            assert number(row["first run s"]) > 0
+            assert 0 < number(row["of matmul limit"]) < 10_000
+            acc_key = next(k for k in row if k.endswith(" acc"))
+            accuracies.append(number(row[acc_key]))
+        assert rows["funcnn fit"]["x funcnn"] == "1"
+        assert all(0.0 <= a <= 1.0 for a in accuracies)
+        assert max(accuracies) - min(accuracies) <= 0.03, section
+        limit = re.search(r"matmul limit: ([\d.]+) MFLOP/step .* at ([\d.]+) GFLOP/s", section)
+        assert limit is not None and float(limit.group(1)) > 0 and float(limit.group(2)) > 0
+    # W1 tiny: 50 full-batch Adam steps on 300 spiral points learn more than chance (1/3).
+    w1 = {r[0]: r for r in table_rows(sections[0], "")}
+    assert number(w1["funcnn fit"][6]) > 0.4
+
+
+def test_train_mlp_tiny_prints_table() -> None:
+    proc = run_script("train_mlp.py", "--tiny", "--repeats", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = table_rows(proc.stdout, "W")
+    assert [(r[0].split()[0], r[1]) for r in rows] == [
+        (w, impl) for w in ("W2", "W1")
+        for impl in ("funcnn fit", "jax step loop")]
+    for r in rows:
+        seconds, ms_step, ratio, first, acc = (number(c) for c in r[2:7])
+        assert seconds > 0 and ms_step > 0 and first > 0 and math.isfinite(ratio)
+        assert 0.0 <= acc <= 1.0
+    for w in ("W2", "W1"):
+        accs = [number(r[6]) for r in rows if r[0].startswith(w)]
+        assert max(accs) - min(accs) <= 0.03
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--workloads", "W9"), "unknown workload or peer 'W9'"),
+    (("--peers", "caffe"), "unknown workload or peer 'caffe'"),
+    (("--repeats", "0"), "--repeats must be >= 1, got 0"),
+    (("--tiny", "--quick"), "not allowed with argument"),
+])
+def test_peers_rejects_bad_arguments(args: tuple[str, ...], message: str) -> None:
+    proc = run_script("peers.py", *args, timeout=60)
+    assert proc.returncode == 2
+    assert message in proc.stderr
