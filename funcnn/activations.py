@@ -1,7 +1,8 @@
 """Activation functions (book chapter 4) as pure array functions.
 
-Each takes an array of any shape and returns an array of the same shape and dtype;
-`softmax` and `log_softmax` normalise over `axis` (the last, by default).
+Each takes an array of any shape and returns an array of the same shape; floating inputs
+keep their dtype, integer inputs of the smooth functions (sigmoid, tanh, softmax ...) come
+back as the default float. `softmax` and `log_softmax` normalise over `axis` (the last).
 """
 
 from __future__ import annotations
@@ -23,9 +24,17 @@ def linear(x: ArrayLike) -> Array:
     return jnp.asarray(x)
 
 
+def _inexact(x: ArrayLike) -> Array:
+    """`x` as an array; integer and bool inputs become the default float, like `jnp.tanh`."""
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+        return x
+    return x.astype(jnp.result_type(float))
+
+
 def sigmoid(x: ArrayLike) -> Array:
     """Logistic `1 / (1 + exp(-x))`, computed without overflow for large |x|."""
-    return jax.nn.sigmoid(x)
+    return jax.nn.sigmoid(_inexact(x))
 
 
 def tanh(x: ArrayLike) -> Array:
@@ -47,7 +56,7 @@ def leaky_relu(x: ArrayLike, negative_slope: float = 0.01) -> Array:
 
 def softmax(x: ArrayLike, axis: int = -1) -> Array:
     """`exp(x - max x) / sum exp(x - max x)` along `axis` (stable for |x| up to float max)."""
-    x = jnp.asarray(x)
+    x = _inexact(x)
     shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
     exps = jnp.exp(shifted)
     return exps / jnp.sum(exps, axis=axis, keepdims=True)
@@ -55,6 +64,6 @@ def softmax(x: ArrayLike, axis: int = -1) -> Array:
 
 def log_softmax(x: ArrayLike, axis: int = -1) -> Array:
     """`x - max x - log(sum exp(x - max x))` along `axis`; never -inf for finite x."""
-    x = jnp.asarray(x)
+    x = _inexact(x)
     shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
     return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))

@@ -2,11 +2,12 @@
 
 For a scalar `f(params, *args)` and each checked coordinate i,
 `numeric_i = (f(p + eps e_i) - f(p - eps e_i)) / (2 eps)` and the error is
-`|grad_i - numeric_i| / max(|grad_i|, |numeric_i|, floor)`.
+`|grad_i - numeric_i| / max(|grad_i|, |numeric_i|, floor)`; a NaN anywhere is the worst error.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -58,8 +59,20 @@ def check_gradients(
 
     `eps` defaults to 1e-6 for float64 params and 1e-3 for float32; `floor` (the smallest
     denominator, so near-zero gradients are compared absolutely) to 1e-8 and 1e-3.
-    `max_coords_per_leaf` checks a random subset (chosen with `key`) of large leaves.
+    `max_coords_per_leaf` checks a random subset (chosen with `key`, or a fixed seed when
+    `key` is None, so the same call checks the same coordinates) of large leaves.
     """
+    if max_coords_per_leaf is not None and (
+        not isinstance(max_coords_per_leaf, int) or isinstance(max_coords_per_leaf, bool)
+        or max_coords_per_leaf < 1
+    ):
+        raise ValueError(
+            f"check_gradients: max_coords_per_leaf must be a positive int or None, "
+            f"got {max_coords_per_leaf!r}"
+        )
+    for label, value in (("eps", eps), ("floor", floor)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"check_gradients: {label} must be a finite number > 0, got {value}")
     flat, unravel = ravel_pytree(params)
     if flat.size == 0:
         raise ValueError("check_gradients: params have no array leaves to check")
@@ -76,7 +89,7 @@ def check_gradients(
         return out
 
     analytic = jax.grad(f_flat)(flat)
-    seed = None if key is None else int(jax.random.randint(key, (), 0, 2**31 - 1))
+    seed = 0 if key is None else int(jax.random.randint(key, (), 0, 2**31 - 1))
     rng = np.random.default_rng(seed)
     spans = _leaf_spans(params)
     chosen = []
@@ -99,5 +112,6 @@ def check_gradients(
     for (path, _, _), idx in zip(spans, chosen, strict=True):
         errors[path] = float(rel[offset: offset + idx.size].max()) if idx.size else 0.0
         offset += idx.size
-    worst = max(errors, key=lambda p: errors[p])
+    # NaN ranks above every number: a NaN gradient must never hide behind a finite error.
+    worst = max(errors, key=lambda p: (math.isnan(errors[p]), errors[p]))
     return GradientCheck(errors, errors[worst], worst)

@@ -45,6 +45,11 @@ def _fans(shape: Shape) -> tuple[int, int]:
     """`(fan_in, fan_out)` of a weight: the last two axes, times any leading receptive field."""
     if len(shape) < 1:
         raise ValueError(f"initializer: weight shape must have at least 1 axis, got {shape}")
+    if any(d <= 0 for d in shape):
+        raise ValueError(
+            f"initializer: weight shape must have positive axes to compute fan-in and "
+            f"fan-out, got {shape}"
+        )
     if len(shape) == 1:
         return shape[0], shape[0]
     receptive = math.prod(shape[:-2])
