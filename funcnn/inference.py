@@ -13,6 +13,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Sharding
 
 from funcnn.layers import Layer
 from funcnn.typing import Array, ArrayLike, LossFn, MetricFn, Params, State
@@ -81,16 +82,25 @@ class Evaluation(NamedTuple):
     accuracy: Array
 
 
+def _split(rows: tuple[Array, ...], batch_sharding: Sharding | None) -> tuple[Array, ...]:
+    """Annotate a batch's rows as split over devices (data parallelism), if asked."""
+    if batch_sharding is None:
+        return rows
+    return jax.lax.with_sharding_constraint(rows, batch_sharding)  # type: ignore[no-untyped-call,no-any-return]
+
+
 def evaluate_arrays(net: Layer, params: Params, state: State, loss: LossFn,
-                    metric: MetricFn | None, x: Array, y: Array, batch_size: int) -> Evaluation:
-    """Pure, traceable body of `evaluate`: a scan over batches in inference mode."""
+                    metric: MetricFn | None, x: Array, y: Array, batch_size: int, *,
+                    batch_sharding: Sharding | None = None) -> Evaluation:
+    """Pure, traceable body of `evaluate`: a scan over batches in inference mode
+    (each batch laid out by `batch_sharding` when given)."""
     idx, weights = batch_plan(x.shape[0], batch_size)
 
     def body(totals: tuple[Array, Array], batch: tuple[Array, Array]) -> tuple[
             tuple[Array, Array], None]:
         rows, w = batch
-        pred, _ = net.apply(params, state, x[rows], train=False)
-        yb = y[rows]
+        xb, yb, w = _split((x[rows], y[rows], w), batch_sharding)
+        pred, _ = net.apply(params, state, xb, train=False)
         loss_sum = totals[0] + jnp.sum(w * checked_per_example("loss", loss, pred, yb))
         metric_sum = totals[1]
         if metric is not None:
@@ -114,11 +124,14 @@ def evaluate(net: Layer, params: Params, state: State, loss: LossFn, x: ArrayLik
     return _evaluate_jit(net, params, state, loss, metric, x_arr, y_arr, size)  # type: ignore[no-any-return]
 
 
-def predict_arrays(net: Layer, params: Params, state: State, x: Array, batch_size: int) -> Array:
-    """Pure, traceable body of `predict`: outputs `(N, ...)` in inference mode."""
+def predict_arrays(net: Layer, params: Params, state: State, x: Array, batch_size: int, *,
+                   batch_sharding: Sharding | None = None) -> Array:
+    """Pure, traceable body of `predict`: outputs `(N, ...)` in inference mode (each batch
+    laid out by `batch_sharding` when given)."""
     idx, _ = batch_plan(x.shape[0], batch_size)
     _, outputs = jax.lax.scan(
-        lambda carry, rows: (carry, net.apply(params, state, x[rows], train=False)[0]), None, idx)
+        lambda carry, rows: (carry, net.apply(params, state, *_split((x[rows],), batch_sharding),
+                                              train=False)[0]), None, idx)
     flat = outputs.reshape((-1, *outputs.shape[2:]))
     return flat[: x.shape[0]]
 

@@ -15,7 +15,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
+from funcnn import parallel
 from funcnn.history import Callback, History
 from funcnn.inference import (
     batch_plan,
@@ -31,10 +33,21 @@ from funcnn.layers import Layer
 from funcnn.optim.base import GradientTransformation, apply_updates
 from funcnn.optim.hyperparams import learning_rate
 from funcnn.progress import ProgressBar
-from funcnn.typing import Array, ArrayLike, LossFn, MetricFn, Params, PRNGKey, PyTree, State
+from funcnn.typing import (
+    Array,
+    ArrayLike,
+    LossFn,
+    MetricFn,
+    NumpyArray,
+    Params,
+    PRNGKey,
+    PyTree,
+    State,
+)
 
-__all__ = ["FitResult", "NonFiniteLossError", "StepMetrics", "evaluate", "fit",
-           "make_train_step", "predict", "predict_classes"]
+__all__ = ["FitResult", "NonFiniteLossError", "PreparedFit", "StepMetrics", "TrainConfig",
+           "evaluate", "fit", "make_train_step", "predict", "predict_classes", "prepare_fit",
+           "run_epochs"]
 
 
 class StepMetrics(NamedTuple):
@@ -122,8 +135,9 @@ def make_train_step(net: Layer, loss: LossFn, optimizer: GradientTransformation,
     return step
 
 
-class _Config(NamedTuple):
-    """The static configuration of one compiled training program."""
+class TrainConfig(NamedTuple):
+    """The static configuration of one compiled training program. With a `mesh`, every
+    minibatch is split over its `"data"` axis and params and states stay replicated."""
 
     net: Layer
     loss: LossFn
@@ -133,18 +147,30 @@ class _Config(NamedTuple):
     shuffle: bool
     val_batch_size: int
     unroll: int
+    mesh: Mesh | None = None
 
 
-def _train_epoch(cfg: _Config, carry: tuple[Params, State, PyTree], x: Array, y: Array,
+def _split_rows(cfg: TrainConfig, arrays: PyTree) -> PyTree:
+    """Under a mesh, annotate each array's rows as split over the `"data"` axis."""
+    return arrays if cfg.mesh is None else parallel.constrain_batch(arrays, cfg.mesh)
+
+
+def _replicated(cfg: TrainConfig, tree: PyTree) -> PyTree:
+    """Under a mesh, annotate `tree` as replicated (params, states, figures)."""
+    return tree if cfg.mesh is None else parallel.constrain_replicated(tree, cfg.mesh)
+
+
+def _train_epoch(cfg: TrainConfig, carry: tuple[Params, State, PyTree], x: Array, y: Array,
                  epoch_key: PRNGKey) -> tuple[tuple[Params, State, PyTree], Array, Array]:
     """One epoch over all N samples; returns the carry and the summed data loss and metric."""
     params, state, opt_state = carry
     n = x.shape[0]
     if cfg.batch_size is None:
+        xb, yb = _split_rows(cfg, (x, y))
         params, state, opt_state, data_sum, metric_sum = _batch_update(
-            cfg.net, cfg.loss, cfg.optimizer, cfg.metric, params, state, opt_state, x, y, None,
+            cfg.net, cfg.loss, cfg.optimizer, cfg.metric, params, state, opt_state, xb, yb, None,
             jax.random.fold_in(epoch_key, 0))
-        return (params, state, opt_state), data_sum, metric_sum
+        return _replicated(cfg, (params, state, opt_state)), data_sum, metric_sum
     shuffle_key, dropout_key = jax.random.split(epoch_key)
     order = jax.random.permutation(shuffle_key, n) if cfg.shuffle else None
     idx, weights = batch_plan(n, cfg.batch_size, order)
@@ -158,9 +184,11 @@ def _train_epoch(cfg: _Config, carry: tuple[Params, State, PyTree], x: Array, y:
                                                                Array], None]:
         p, s, o, loss_acc, metric_acc = inner
         rows, w, i = batch
+        xb, yb, wb = _split_rows(cfg, (x[rows], y[rows], None if weights_or_none is None else w))
         p, s, o, data_sum, metric_sum = _batch_update(
-            cfg.net, cfg.loss, cfg.optimizer, cfg.metric, p, s, o, x[rows], y[rows],
-            None if weights_or_none is None else w, jax.random.fold_in(dropout_key, i))
+            cfg.net, cfg.loss, cfg.optimizer, cfg.metric, p, s, o, xb, yb, wb,
+            jax.random.fold_in(dropout_key, i))
+        p, s, o = _replicated(cfg, (p, s, o))
         return (p, s, o, loss_acc + data_sum, metric_acc + metric_sum), None
 
     zero = jnp.zeros((), jnp.float32)
@@ -170,12 +198,18 @@ def _train_epoch(cfg: _Config, carry: tuple[Params, State, PyTree], x: Array, y:
     return (params, state, opt_state), data_sum, metric_sum
 
 
-def _run_epochs(cfg: _Config, params: Params, state: State, opt_state: PyTree, x: Array,
-                y: Array, x_val: Array | None, y_val: Array | None, key: PRNGKey,
-                epoch_ids: Array, active: Array) -> tuple[Params, State, PyTree, dict[str, Array]]:
-    """Run epochs `epoch_ids` (those with `active`) in one program. An epoch whose loss is
-    not finite is rolled back and every later one skipped; `finite` records which ran."""
+def run_epochs(cfg: TrainConfig, params: Params, state: State, opt_state: PyTree, x: Array,
+               y: Array, x_val: Array | None, y_val: Array | None, key: PRNGKey,
+               epoch_ids: Array, active: Array) -> tuple[Params, State, PyTree, dict[str, Array]]:
+    """The pure training program: epochs `epoch_ids` (those with `active`), epoch `e` with
+    key `fold_in(key, e)`. An epoch whose loss is not finite is rolled back and every later
+    one skipped. Returns params, state, opt_state and per-epoch figures (arrays of shape
+    `(len(epoch_ids),)`: `History` names plus `finite` and `ran` flags). `jax.vmap` over
+    params, state, opt_state and key trains an ensemble (see `funcnn.ensemble`)."""
     n = jnp.float32(x.shape[0])
+    val_sharding = None
+    if cfg.mesh is not None and cfg.val_batch_size % parallel.data_parallel_size(cfg.mesh) == 0:
+        val_sharding = parallel.batch_sharding(cfg.mesh)
 
     def epoch(carry: tuple[Params, State, PyTree, Array], inputs: tuple[Array, Array]) -> tuple[
             tuple[Params, State, PyTree, Array], dict[str, Array]]:
@@ -204,7 +238,7 @@ def _run_epochs(cfg: _Config, params: Params, state: State, opt_state: PyTree, x
             logs["accuracy"] = metric_sum / n
         if x_val is not None and y_val is not None:
             val = evaluate_arrays(cfg.net, kept[0], kept[1], cfg.loss, cfg.metric, x_val, y_val,
-                                  cfg.val_batch_size)
+                                  cfg.val_batch_size, batch_sharding=val_sharding)
             logs["val_loss"] = val.loss
             if cfg.metric is not None:
                 logs["val_accuracy"] = val.accuracy
@@ -212,10 +246,10 @@ def _run_epochs(cfg: _Config, params: Params, state: State, opt_state: PyTree, x
 
     (params, state, opt_state, _), logs = jax.lax.scan(
         epoch, (params, state, opt_state, jnp.bool_(True)), (epoch_ids, active))
-    return params, state, opt_state, logs
+    return _replicated(cfg, (params, state, opt_state, logs))  # type: ignore[no-any-return]
 
 
-_run_epochs_jit = jax.jit(_run_epochs, static_argnums=(0,), donate_argnums=(1, 2, 3))
+_run_epochs_jit = jax.jit(run_epochs, static_argnums=(0,), donate_argnums=(1, 2, 3))
 
 
 def epochs_per_program(n_batches: int, epochs: int, has_callbacks: bool) -> int:
@@ -226,6 +260,63 @@ def epochs_per_program(n_batches: int, epochs: int, has_callbacks: bool) -> int:
     return max(1, min(epochs, math.ceil(1000 / n_batches)))
 
 
+class PreparedFit(NamedTuple):
+    """The checked inputs of a training run: its compiled program's configuration, the data
+    (replicated on the mesh when there is one) and the number of minibatches per epoch."""
+
+    cfg: TrainConfig
+    x: Array
+    y: Array
+    x_val: Array | None
+    y_val: Array | None
+    n_batches: int
+
+
+def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransformation,
+                metric: MetricFn | None, x: ArrayLike, y: ArrayLike, *, epochs: int,
+                initial_epoch: int, batch_size: int | None,
+                validation_data: tuple[ArrayLike, ArrayLike] | None,
+                validation_batch_size: int | None, shuffle: bool, unroll: int,
+                mesh: Mesh | None) -> PreparedFit:
+    """Check `fit`'s arguments (errors start with `where`) and place the data."""
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"{where}: epochs must be an int >= 0, got {epochs!r}")
+    if not isinstance(initial_epoch, int) or initial_epoch < 0:
+        raise ValueError(f"{where}: initial_epoch must be an int >= 0, got {initial_epoch!r}")
+    if mesh is not None:
+        mesh = parallel.check_data_mesh(where, mesh)
+    x_arr, y_arr = check_data(where, x, y)
+    assert y_arr is not None
+    n = x_arr.shape[0]
+    size = check_batch_size(where, batch_size, n)
+    if mesh is not None:
+        what = "batch_size" if batch_size is not None else "the full batch of"
+        parallel.check_divisible(where, what, size, mesh)
+    x_val = y_val = None
+    val_size = 1
+    if validation_data is not None:
+        if not (isinstance(validation_data, tuple | list) and len(validation_data) == 2):
+            raise ValueError(f"{where}: validation_data must be a pair (x_val, y_val)")
+        x_val, y_val = check_data(f"{where} (validation_data)", *validation_data)
+        val_size = check_batch_size(f"{where} (validation_data)",
+                                    validation_batch_size or min(batch_size or n,
+                                                                 x_val.shape[0]),
+                                    x_val.shape[0])
+    cfg = TrainConfig(net, loss, optimizer, metric, None if batch_size is None else size,
+                      shuffle, val_size, unroll, mesh)
+    if mesh is not None:
+        x_arr, y_arr, x_val, y_val = parallel.replicate((x_arr, y_arr, x_val, y_val), mesh)
+    return PreparedFit(cfg, x_arr, y_arr, x_val, y_val, math.ceil(n / size))
+
+
+def owned_copy(cfg: TrainConfig, tree: PyTree) -> PyTree:
+    """A private copy of `tree` that a compiled program may donate: on the default device,
+    or replicated over the mesh."""
+    if cfg.mesh is None:
+        return jax.tree.map(jnp.array, tree)
+    return parallel.replicate(tree, cfg.mesh)
+
+
 def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformation,
         loss: LossFn, x: ArrayLike, y: ArrayLike, *, key: PRNGKey, epochs: int,
         batch_size: int | None = None,
@@ -233,40 +324,31 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
         metric: MetricFn | None = None, shuffle: bool = True, progress: bool = True,
         callbacks: Sequence[Callback] = (), opt_state: PyTree | None = None,
         initial_epoch: int = 0, validation_batch_size: int | None = None,
-        unroll: int = 1) -> FitResult:
+        unroll: int = 1, mesh: Mesh | None = None) -> FitResult:
     """Train `net` for `epochs` epochs of minibatches of `batch_size` (None: full batch).
 
     Epoch `e` uses key `fold_in(key, e)` (for the shuffle and dropout), so a run resumed
     with `initial_epoch=e` and the saved `opt_state` continues exactly. Data moves to the
     device once; the caller's arrays are never donated or modified.
+
+    With a `mesh` (one with a `"data"` axis, e.g. `funcnn.parallel.data_mesh()`), each
+    minibatch is split over that axis, whose size must divide `batch_size` (or N for full
+    batch); data, params and states are replicated and the result lives on the mesh.
+    Across processes, every process calls `fit` with the same arguments.
     """
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"fit: epochs must be an int >= 0, got {epochs!r}")
-    if not isinstance(initial_epoch, int) or initial_epoch < 0:
-        raise ValueError(f"fit: initial_epoch must be an int >= 0, got {initial_epoch!r}")
-    x_arr, y_arr = check_data("fit", x, y)
-    assert y_arr is not None
-    n = x_arr.shape[0]
-    size = check_batch_size("fit", batch_size, n)
-    x_val = y_val = None
-    val_size = 1
-    if validation_data is not None:
-        if not (isinstance(validation_data, tuple | list) and len(validation_data) == 2):
-            raise ValueError("fit: validation_data must be a pair (x_val, y_val)")
-        x_val, y_val = check_data("fit (validation_data)", *validation_data)
-        val_size = check_batch_size("fit (validation_data)",
-                                    validation_batch_size or min(batch_size or n,
-                                                                 x_val.shape[0]),
-                                    x_val.shape[0])
-    cfg = _Config(net, loss, optimizer, metric, None if batch_size is None else size, shuffle,
-                  val_size, unroll)
+    prep = prepare_fit("fit", net, loss, optimizer, metric, x, y, epochs=epochs,
+                       initial_epoch=initial_epoch, batch_size=batch_size,
+                       validation_data=validation_data,
+                       validation_batch_size=validation_batch_size, shuffle=shuffle,
+                       unroll=unroll, mesh=mesh)
+    cfg = prep.cfg
     # Private copies: the compiled program donates (reuses) these buffers.
-    params = jax.tree.map(jnp.array, params)
-    state = jax.tree.map(jnp.array, state)
-    opt_state = jax.tree.map(jnp.array, optimizer.init(params) if opt_state is None
-                             else opt_state)
+    params = owned_copy(cfg, params)
+    state = owned_copy(cfg, state)
+    opt_state = owned_copy(cfg, optimizer.init(params) if opt_state is None else opt_state)
+    key = key if cfg.mesh is None else parallel.replicate(key, cfg.mesh)
     history = History()
-    chunk = epochs_per_program(math.ceil(n / size), epochs, bool(callbacks))
+    chunk = epochs_per_program(prep.n_batches, epochs, bool(callbacks))
     bar = ProgressBar(epochs, enabled=progress)
     done = 0
     try:
@@ -274,8 +356,8 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
             ids = np.arange(initial_epoch + done, initial_epoch + done + chunk, dtype=np.int32)
             active = np.arange(done, done + chunk) < epochs
             params, state, opt_state, logs = _run_epochs_jit(
-                cfg, params, state, opt_state, x_arr, y_arr, x_val, y_val, key,
-                jnp.asarray(ids), jnp.asarray(active))
+                cfg, params, state, opt_state, prep.x, prep.y, prep.x_val, prep.y_val, key,
+                *epoch_inputs(cfg, ids, active))
             host = jax.device_get(logs)
             stop = False
             for i in range(int(np.sum(host["ran"]))):
@@ -295,3 +377,9 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
         bar.close()
     return FitResult(params, state, opt_state, history)
 
+
+def epoch_inputs(cfg: TrainConfig, ids: NumpyArray, active: NumpyArray) -> tuple[Array, Array]:
+    """The epoch ids and active flags of one program call, as device arrays."""
+    if cfg.mesh is None:
+        return jnp.asarray(ids), jnp.asarray(active)
+    return parallel.replicate((ids, active), cfg.mesh)  # type: ignore[no-any-return]
