@@ -1,0 +1,85 @@
+"""The example scripts run as a user runs them: `python examples/<name>.py --quick`, in a
+subprocess, printing the book's log format."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+pytestmark = pytest.mark.slow
+
+EPOCH_LINE = re.compile(
+    r"^epoch: (\d+), acc: (\d\.\d{3}), loss: (\d+\.\d{3}) \(data_loss: (\d+\.\d{3}), "
+    r"reg_loss: (\d+\.\d{3})\), lr: ([0-9.e-]+)$")
+VALIDATION_LINE = re.compile(r"^validation, acc: (\d\.\d{3}), loss: (\d+\.\d{3})$")
+
+
+def run_script(name: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        "JAX_NUMPY_RANK_PROMOTION": "raise", "JAX_PLATFORMS": "cpu"}
+    return subprocess.run([sys.executable, str(EXAMPLES / name), *argv], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def epoch_lines(stdout: str) -> list[re.Match[str]]:
+    return [m for m in map(EPOCH_LINE.match, stdout.splitlines()) if m]
+
+
+def test_adam_example_prints_the_books_log_every_tenth_of_a_quick_run() -> None:
+    done = run_script("ch11_adam_test.py", "--quick")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "data and initial weights: funcnn keys, seed 0"
+    matches = epoch_lines(done.stdout)
+    # --quick is 500 epochs, logged every 50: ten lines, the last at epoch 500.
+    assert [int(m[1]) for m in matches] == list(range(50, 501, 50))
+    assert len(matches) == len(lines) - 2  # header, ten epoch lines, validation
+    for m in matches:
+        loss, data_loss, reg_loss = float(m[3]), float(m[4]), float(m[5])
+        assert reg_loss == 0.0 and abs(loss - data_loss) <= 0.0015
+        # Adam's rate lr / (1 + decay * t) after t = epoch updates, to the printed digits
+        assert float(m[6]) == pytest.approx(0.05 / (1 + 5e-7 * int(m[1])), rel=1e-6)
+    assert float(matches[-1][2]) > float(matches[0][2])  # it learns
+    assert float(matches[-1][3]) < float(matches[0][3])
+    assert VALIDATION_LINE.match(lines[-1])
+
+
+def test_fashion_mnist_example_falls_back_to_sklearn_digits_on_request() -> None:
+    done = run_script("ch19_fashion_mnist.py", "--quick", "--digits", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(r"sklearn digits: \d+ training and \d+ test images of 64 pixels, "
+                        r"10 classes", lines[0])
+    # one training line and one validation line per epoch
+    assert [int(m[1]) for m in epoch_lines(done.stdout)] == [1, 2]
+    assert [bool(VALIDATION_LINE.match(line)) for line in lines[1:]] == [False, True] * 2
+    assert done.stderr == ""
+
+
+def test_optimizer_study_prints_a_final_table_for_the_chosen_optimizers() -> None:
+    done = run_script("ch10_optimizers.py", "--quick", "--only", "sgd,adam_tuned",
+                      "--no-progress")
+    assert done.returncode == 0, done.stderr
+    table = done.stdout.split("after 200 epochs:\n")[1].splitlines()
+    assert [row.split("  acc:")[0].strip() for row in table] == [
+        "SGD(lr=1.0)", "Adam(lr=0.05, decay=5e-7)"]
+    assert all(re.search(r"acc: \d\.\d{3}, loss: \d+\.\d{3}, lr: ", row) for row in table)
+    assert len(epoch_lines(done.stdout)) == 2 * 10
+
+
+def test_bad_flags_are_refused_with_a_message_naming_them() -> None:
+    done = run_script("ch14_l2.py", "--epochs", "0")
+    assert done.returncode == 2
+    assert "--epochs must be at least 1, got 0" in done.stderr
+    done = run_script("ch10_optimizers.py", "--quick", "--only", "adam,nadam")
+    assert done.returncode != 0
+    assert "unknown optimizer(s) ['nadam']" in done.stderr
