@@ -88,7 +88,7 @@ def check_gradients(
             raise ValueError(f"check_gradients: f must return a scalar, got shape {out.shape}")
         return out
 
-    analytic = jax.grad(f_flat)(flat)
+    analytic = jax.jit(jax.grad(f_flat))(flat)
     seed = 0 if key is None else int(jax.random.randint(key, (), 0, 2**31 - 1))
     rng = np.random.default_rng(seed)
     spans = _leaf_spans(params)

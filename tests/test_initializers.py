@@ -142,7 +142,7 @@ def test_same_key_same_values_other_key_other_values(name: str, init: Initialize
 
 
 @pytest.mark.parametrize(("name", "init"), ALL, ids=ALL_IDS)
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_dtype_is_honoured(name: str, init: Initializer, dtype: jnp.dtype) -> None:
     w = init(KEY, SMALL, dtype)
     assert w.dtype == dtype and w.shape == SMALL
