@@ -17,7 +17,7 @@ from typing import NoReturn
 
 from funcnn.commands import BOOK_LEARNING_RATES, OPTIMIZERS, PRESETS, TrainOptions
 from funcnn.dataset_splits import DATASETS, GENERATED
-from funcnn.model_spec import ACTIVATIONS
+from funcnn.model_spec import ACTIVATIONS, INITS
 
 CACHE_ENV = "FUNCNN_CACHE"
 """Environment variable naming the directory of JAX's persistent compilation cache."""
@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="hidden layer sizes, comma-separated, e.g. 64,64")
     train.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu",
                        help="hidden-layer activation (default relu)")
+    train.add_argument("--init", choices=INITS, default="glorot",
+                       help="weight initializer: glorot (uniform, default), he (normal) or the "
+                            "book's 0.01 * N(0, 1) (0.1 for sine)")
     train.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
                        help="the book's optimizers (default adam)")
     train.add_argument("--lr", type=_positive_float, metavar="RATE", help="learning rate")
@@ -216,16 +219,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def enable_compile_cache() -> Path:
-    """Point JAX's persistent compilation cache at `$FUNCNN_CACHE` or ~/.cache/funcnn/jax."""
+def enable_compile_cache() -> Path | None:
+    """Point JAX's persistent compilation cache at `$FUNCNN_CACHE` or ~/.cache/funcnn/jax.
+
+    A directory that cannot be created only costs speed: a one-line warning, no cache.
+    """
     import jax
 
     directory = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "funcnn" / "jax")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise OSError(f"cannot create the compilation cache directory {directory} ({error}); "
-                      f"set {CACHE_ENV} or pass --no-compile-cache") from None
+        print(f"funcnn: warning: cannot create the compilation cache directory {directory} "
+              f"({error.strerror or error}); continuing without it", file=sys.stderr)
+        return None
     jax.config.update("jax_compilation_cache_dir", str(directory))  # type: ignore[no-untyped-call]
     jax.config.update(  # type: ignore[no-untyped-call]
         "jax_persistent_cache_min_compile_time_secs", 0.1)
@@ -253,7 +260,7 @@ def train_options(args: argparse.Namespace) -> TrainOptions:
         args.lr or (preset.learning_rate if adam else BOOK_LEARNING_RATES[args.optimizer]),
         args.decay if args.decay is not None else (preset.decay if adam else 0.0),
         args.momentum, args.l2, args.dropout, args.epochs or preset.epochs, batch, args.seed,
-        args.samples, not args.no_progress)
+        args.samples, not args.no_progress, args.init)
 
 
 def _check_model_file(path: Path) -> None:
@@ -290,11 +297,12 @@ def run(args: argparse.Namespace) -> None:
         commands.run_summary(args.model)
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
+    """The message of `error` as one line (the diverged-training case in command terms)."""
     from funcnn.train import NonFiniteLossError
 
     if isinstance(error, NonFiniteLossError):
-        return (f"training diverged: the loss became non-finite in epoch {error.epoch}; "
+        return (f"training diverged: the loss became non-finite in epoch {error.epoch + 1}; "
                 "try a smaller --lr")
     text = " ".join(str(error).split())
     return text or type(error).__name__
@@ -308,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run(parser.parse_args(argv))
         sys.stdout.flush()
     except UsageError as error:
-        print(f"funcnn: error: {_one_line(error)}", file=sys.stderr)
+        print(f"funcnn: error: {one_line(error)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `funcnn summary m.safetensors | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -323,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            FloatingPointError)
         prefix = "" if known else f"internal error ({type(error).__name__}): "
         hint = "" if known else f" (set {DEBUG_ENV}=1 for the traceback)"
-        print(f"funcnn: error: {prefix}{_one_line(error)}{hint}", file=sys.stderr)
+        print(f"funcnn: error: {prefix}{one_line(error)}{hint}", file=sys.stderr)
         return 1
     return 0
 

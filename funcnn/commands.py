@@ -79,6 +79,7 @@ class TrainOptions(NamedTuple):
     seed: int
     samples: int | None
     progress: bool
+    init: str = "glorot"
 
 
 class TrainedModel(NamedTuple):
@@ -147,7 +148,8 @@ def train_model(opts: TrainOptions) -> TrainedModel:
         splits.input_shape, opts.hidden, activation=opts.activation,
         output="linear" if regression else "softmax",
         n_outputs=int(splits.train.y.shape[1]) if regression else len(splits.label_names),
-        dropout=opts.dropout, l2=opts.l2, init_scale=0.1 if regression else 0.01).check()
+        dropout=opts.dropout, l2=opts.l2, init=opts.init,
+        init_scale=0.1 if regression else 0.01).check()
     precision = float(np.std(splits.train.y)) / 250.0 if regression else None
     prep = Preprocessing.fit_min_max(splits.train.x) if splits.pixel_range else Preprocessing()
     training = {"optimizer": opts.optimizer, "learning_rate": opts.learning_rate,
@@ -326,8 +328,9 @@ def run_summary(path: Path) -> None:
     t = info.training
     batch = "full" if t.get("batch_size") is None else t.get("batch_size")
     print(f"{path}: a {task}")
+    init = f"book {config.init_scale:g} * N(0, 1)" if config.init == "book" else config.init
     print(f"network: hidden {list(config.hidden)}, activation {config.activation}, "
-          f"dropout {config.dropout:g}, l2 {config.l2:g}")
+          f"dropout {config.dropout:g}, l2 {config.l2:g}, init {init}")
     print(f"trained: {t.get('epochs')} epochs, {t.get('optimizer')} lr {t.get('learning_rate')} "
           f"decay {t.get('decay')}, batch {batch}, seed {info.seed}")
     for split in ("train", "validation"):

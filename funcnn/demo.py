@@ -4,6 +4,11 @@ trained, measured on train / validation / test splits, saved, and plotted.
 Spiral: Dense(64)-ReLU-Dense(3)-Softmax, Adam lr 0.05 decay 5e-7, 10,000 full-batch epochs
 on 100 points per class (the book's chapter-10 run). Digits: scikit-learn's 1,797 8x8
 images scaled to [-1, 1], 64-64-ReLU-10, Adam lr 0.005 decay 1e-3, 30 epochs of batch 32.
+
+Weights start Glorot-uniform rather than the book's `0.01 * N(0, 1)`: with the book's
+initializer this spiral run ends anywhere between 0.74 and 0.96 train accuracy depending on
+the seed (10 seeds measured); with Glorot's, between 0.95 and 0.98, the band the book reports.
+`funcnn train --init book` trains with the book's initializer.
 """
 
 from __future__ import annotations
@@ -76,7 +81,8 @@ def run_demo(out: Path, scale: float, seed: int, progress: bool) -> None:
 
     points = spiral.splits.train
     plots.plot_history(spiral.model.info.history, out / PLOTS[0],
-                       "Spiral classifier: Dense(64)-ReLU-Dense(3)-Softmax, Adam lr 0.05")
+                       "Spiral classifier: Dense(64)-ReLU-Dense(3)-Softmax, Glorot init, "
+                       "Adam lr 0.05 decay 5e-7")
     plots.plot_decision_regions(_classifier(spiral), points.x, points.y,
                                 spiral.splits.label_names, out / PLOTS[1],
                                 "Spiral: decision regions and training points")

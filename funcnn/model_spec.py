@@ -20,7 +20,7 @@ import numpy as np
 from funcnn import losses, metrics
 from funcnn.checkpoint import StrPath, load_checkpoint, read_metadata, save_checkpoint
 from funcnn.combinators import serial
-from funcnn.initializers import book_normal
+from funcnn.initializers import book_normal, glorot_uniform, he_normal
 from funcnn.layers import (
     Dense,
     Dropout,
@@ -45,6 +45,10 @@ ACTIVATIONS: dict[str, Callable[[], Layer]] = {
 }
 """Hidden-layer activations by command-line name."""
 
+INITS = ("glorot", "he", "book")
+"""Dense weight initializers: Glorot-uniform, He-normal, or the book's `init_scale * N(0, 1)`
+(0.01; 0.1 for the chapter-17 regression). Biases start at 0."""
+
 OUTPUTS = ("softmax", "linear")
 """Output kinds: `softmax` (classification, cross-entropy) or `linear` (regression, MSE)."""
 
@@ -55,8 +59,9 @@ class ModelFileError(ValueError):
 
 class ModelConfig(NamedTuple):
     """The network `Flatten? -> [Dense(h) -> act -> Dropout?] * len(hidden) -> Dense(n_outputs)
-    -> softmax | linear`; Dense weights `init_scale * N(0, 1)`, hidden layers with
-    `w_l2 = b_l2 = l2`. Inputs of rank > 1 (images) are flattened first."""
+    -> softmax | linear`; Dense weights drawn by `init` (one of `INITS`; `init_scale` is the
+    book initializer's scale), hidden layers with `w_l2 = b_l2 = l2`. Inputs of rank > 1
+    (images) are flattened first."""
 
     input_shape: Shape
     hidden: tuple[int, ...]
@@ -65,6 +70,7 @@ class ModelConfig(NamedTuple):
     n_outputs: int
     dropout: float = 0.0
     l2: float = 0.0
+    init: str = "glorot"
     init_scale: float = 0.01
 
     def check(self) -> ModelConfig:
@@ -84,6 +90,8 @@ class ModelConfig(NamedTuple):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not (math.isfinite(self.l2) and self.l2 >= 0.0):
             raise ValueError(f"l2 must be a finite number >= 0, got {self.l2}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
         if not (math.isfinite(self.init_scale) and self.init_scale > 0.0):
             raise ValueError(f"init_scale must be a finite number > 0, got {self.init_scale}")
         return self
@@ -100,7 +108,8 @@ def _bad_size(value: object) -> bool:
 def build_network(config: ModelConfig) -> Layer:
     """The `serial` network `config` describes."""
     config.check()
-    init = book_normal(config.init_scale)
+    init = {"glorot": glorot_uniform(), "he": he_normal(),
+            "book": book_normal(config.init_scale)}[config.init]
     layers: list[Layer] = []
     if len(config.input_shape) > 1:
         layers.append(Flatten(len(config.input_shape)))
@@ -241,6 +250,7 @@ def info_from_metadata(source: Path, metadata: Mapping[str, Any]) -> ModelInfo:
             _entry(source, model, "n_outputs", int, "model"),
             float(_entry(source, model, "dropout", number, "model")),
             float(_entry(source, model, "l2", number, "model")),
+            _entry(source, model, "init", str, "model"),
             float(_entry(source, model, "init_scale", number, "model")),
         ).check()
         preprocessing = Preprocessing(

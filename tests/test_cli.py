@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from funcnn import checkpoint, predict
-from funcnn.cli import main
+from funcnn import FitResult, History, NonFiniteLossError, checkpoint, predict
+from funcnn.cli import main, one_line
 from funcnn.data import fit_min_max
 from funcnn.dataset_splits import load_splits
 from funcnn.demo import PLOTS
@@ -31,6 +31,7 @@ from funcnn.model_spec import (
     Preprocessing,
     build_network,
     load_model,
+    params_template,
     save_model,
 )
 from funcnn.plots import confusion_matrix
@@ -138,7 +139,7 @@ def test_train_reports_and_saves_everything_to_rebuild(digits_run: TrainRun) -> 
     meta = checkpoint.read_metadata(digits_run.path)
     assert meta["model"] == {"input_shape": [8, 8], "hidden": [64], "activation": "relu",
                              "output": "softmax", "n_outputs": 10, "dropout": 0.0, "l2": 0.0,
-                             "init_scale": 0.01}
+                             "init": "glorot", "init_scale": 0.01}
     assert meta["labels"] == [str(d) for d in range(10)]
     assert meta["data"] == {"dataset": "digits", "seed": 0, "samples": None,
                             "pixel_range": [0.0, 16.0]}
@@ -234,7 +235,6 @@ def test_summary_prints_the_layer_table(cli_env: dict[str, str], digits_run: Tra
 
 
 def test_argument_errors_are_one_line(cli_env: dict[str, str]) -> None:
-    fails_with(run_cli(cli_env), r"a command is required: demo, train", status=2)
     fails_with(run_cli(cli_env, "train", "--dataset", "cifar", "--out", "m.safetensors"),
                r"argument --dataset: invalid choice: 'cifar' .*see `funcnn train --help`",
                status=2)
@@ -272,6 +272,7 @@ def test_incompatible_inputs_are_one_line(cli_env: dict[str, str], digits_run: T
 
 
 @pytest.mark.parametrize(("args", "pattern"), [
+    ([], r"a command is required: demo, train, evaluate, predict or summary"),
     (["train", "--dataset", "digits", "--hidden", "64,x"],
      r"argument --hidden: expected comma-separated positive layer sizes such as 64,64, got "
      r"'64,x'"),
@@ -297,7 +298,7 @@ def test_incompatible_inputs_are_one_line(cli_env: dict[str, str], digits_run: T
 def test_argument_errors_in_process(args: list[str], pattern: str, tmp_path: Path,
                                capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "m.safetensors"
-    out_args = [] if "--out" in args or args[0] == "demo" else ["--out", str(out)]
+    out_args = [] if not args or "--out" in args or args[0] == "demo" else ["--out", str(out)]
     assert main(["--no-compile-cache", *args, *out_args]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -308,10 +309,11 @@ def test_argument_errors_in_process(args: list[str], pattern: str, tmp_path: Pat
 
 def _untrained_model(path: Path, *, image: bool) -> Path:
     """A small model saved without training: 8x8 images in 0..16 (like digits) or 2-D points
-    (like spiral), 3 classes."""
+    (like spiral), 3 classes; constant parameters (nothing to compile)."""
     shape, pixels = ((8, 8), (0.0, 16.0)) if image else ((2,), None)
     config = ModelConfig(shape, (4,), "relu", "softmax", 3)
-    params, state = build_network(config).init(jax.random.key(0), shape)
+    params, state = params_template(build_network(config), config)
+    params = jax.tree.map(lambda leaf: np.full(leaf.shape, 0.1, leaf.dtype), params)
     info = ModelInfo(config, ("a", "b", "c"), "digits" if image else "spiral", 0,
                      None if image else 100, pixels, Preprocessing(), None, {}, {}, {})
     save_model(path, info, params, state)
@@ -348,6 +350,14 @@ def test_in_process_file_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
         assert main(["--no-compile-cache", *args]) == 1
         err = capsys.readouterr().err
         assert re.fullmatch(rf"funcnn: error: .*{pattern}.*\n", err), err
+
+
+def test_error_messages_become_one_line() -> None:
+    diverged = NonFiniteLossError(2, FitResult({}, {}, None, History()))
+    assert one_line(diverged) == ("training diverged: the loss became non-finite in epoch 3; "
+                                  "try a smaller --lr")
+    assert one_line(ValueError("first line\n  second   line")) == "first line second line"
+    assert one_line(KeyError()) == "KeyError"
 
 
 def test_help_documents_the_compilation_cache(capsys: pytest.CaptureFixture[str]) -> None:
