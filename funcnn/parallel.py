@@ -85,15 +85,22 @@ def data_parallel_size(mesh: Mesh) -> int:
     return int(mesh.shape[DATA_AXIS])
 
 
-def check_divisible(where: str, what: str, size: int, mesh: Mesh) -> None:
-    """Raise unless a batch of `size` rows splits evenly over the `"data"` axis."""
+def check_divisible(where: str, batch_size: int | None, size: int, mesh: Mesh) -> None:
+    """Raise unless batches of `size` rows split evenly over the `"data"` axis
+    (`batch_size` None: the batch is all `size` samples)."""
     ways = data_parallel_size(mesh)
-    if size % ways:
-        lower, upper = size - size % ways, size + ways - size % ways
-        hint = f"{lower} or {upper}" if lower else f"{upper}"
+    if size % ways == 0:
+        return
+    lower, upper = size - size % ways, size + ways - size % ways
+    if batch_size is None:
         raise ValueError(
-            f"{where}: {what} {size} does not split evenly over the {ways} devices of the "
-            f"mesh's {DATA_AXIS!r} axis; use a multiple of {ways} (e.g. {hint})")
+            f"{where}: the full batch of {size} samples does not split evenly over the {ways} "
+            f"devices of the mesh's {DATA_AXIS!r} axis; pass a batch_size that is a multiple "
+            f"of {ways} (e.g. {lower or ways})")
+    hint = f"{lower} or {upper}" if lower else f"{upper}"
+    raise ValueError(
+        f"{where}: batch_size {size} does not split evenly over the {ways} devices of the "
+        f"mesh's {DATA_AXIS!r} axis; use a multiple of {ways} (e.g. {hint})")
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -290,8 +290,7 @@ def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransfo
     n = x_arr.shape[0]
     size = check_batch_size(where, batch_size, n)
     if mesh is not None:
-        what = "batch_size" if batch_size is not None else "the full batch of"
-        parallel.check_divisible(where, what, size, mesh)
+        parallel.check_divisible(where, batch_size, size, mesh)
     x_val = y_val = None
     val_size = 1
     if validation_data is not None:

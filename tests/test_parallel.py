@@ -93,7 +93,7 @@ def test_replicate_copies_values_and_keys_into_fresh_buffers() -> None:
 
 def test_divisibility_error_suggests_multiples() -> None:
     mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
-    parallel.check_divisible("fit", "batch_size", 7, mesh)  # one device divides everything
+    parallel.check_divisible("fit", 7, 7, mesh)  # one device divides everything
 
     class FourWay:
         shape: ClassVar[dict[str, int]] = {"data": 4}
@@ -101,9 +101,13 @@ def test_divisibility_error_suggests_multiples() -> None:
     with pytest.raises(ValueError, match=r"fit: batch_size 30 does not split evenly over the 4 "
                                          r"devices of the mesh's 'data' axis; use a multiple "
                                          r"of 4 \(e.g. 28 or 32\)"):
-        parallel.check_divisible("fit", "batch_size", 30, FourWay())  # type: ignore[arg-type]
+        parallel.check_divisible("fit", 30, 30, FourWay())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"use a multiple of 4 \(e.g. 4\)"):
-        parallel.check_divisible("fit", "batch_size", 3, FourWay())  # type: ignore[arg-type]
+        parallel.check_divisible("fit", 3, 3, FourWay())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"fit: the full batch of 30 samples does not split "
+                                         r"evenly over the 4 devices of the mesh's 'data' axis; "
+                                         r"pass a batch_size that is a multiple of 4 \(e.g. 28\)"):
+        parallel.check_divisible("fit", None, 30, FourWay())  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------- multi-host helpers
@@ -242,7 +246,7 @@ def test_data_parallel_fit_on_eight_devices_equals_one_device() -> None:
     assert out["replicated"]
     assert out["error_12"] == ("fit: batch_size 12 does not split evenly over the 8 devices of "
                                "the mesh's 'data' axis; use a multiple of 8 (e.g. 8 or 16)")
-    assert out["error_None"].startswith("fit: the full batch of 36 does not split evenly")
+    assert out["error_None"].startswith("fit: the full batch of 36 samples does not split")
     # XLA reduces the gradient across devices, and each device multiplies 16 / 8 = 2 rows
     # by the (3, 8) weights; no product runs over a whole batch of 16 (validation batches
     # of 12 do not split over 8 devices and run whole)
