@@ -39,6 +39,7 @@ class Measurement:
     name: str
     first_s: float = float("nan")  # the first run: tracing, compilation and one run
     times_s: list[float] = field(default_factory=list)
+    cpu_s: list[float] = field(default_factory=list)  # process CPU time of the same runs
     accuracy: float = float("nan")
     note: str = ""
 
@@ -51,17 +52,27 @@ class Measurement:
         return statistics.median(self.times_s) if self.times_s else float("nan")
 
     @property
+    def best_s(self) -> float:
+        """The fastest run: least disturbed by other processes on the cores."""
+        return min(self.times_s) if self.times_s else float("nan")
+
+    @property
+    def median_cpu_s(self) -> float:
+        return statistics.median(self.cpu_s) if self.cpu_s else float("nan")
+
+    @property
     def compile_s(self) -> float:
         """First run minus a steady run: the one-off cost (tracing, compiling, warm-up)."""
         return self.first_s - self.median_s
 
 
-def _timed(runner: Runner) -> float:
+def _timed(runner: Runner) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds of one `run()` after an untimed `reset()`."""
     runner.reset()
     gc.collect()
-    start = time.perf_counter()
+    cpu, start = time.process_time(), time.perf_counter()
     runner.run()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def measure(problem: Problem, factories: Sequence[tuple[str, Callable[[], Runner]]],
@@ -82,13 +93,15 @@ def measure(problem: Problem, factories: Sequence[tuple[str, Callable[[], Runner
             m.note = f"skipped: {err.name or err} not installed"
             log(f"  {name}: {m.note}")
             continue
-        m.first_s = _timed(runner)
+        m.first_s = _timed(runner)[0]
         log(f"  {name}: first run {m.first_s:.3f} s")
         runners.append((runner, m))
     for r in range(repeats):
         shift = r % max(1, len(runners))
         for runner, m in runners[shift:] + runners[:shift]:
-            m.times_s.append(_timed(runner))
+            wall, cpu = _timed(runner)
+            m.times_s.append(wall)
+            m.cpu_s.append(cpu)
     wl = problem.workload
     for runner, m in runners:
         m.accuracy = accuracy(runner.weights(), wl.hidden, problem.x_eval, problem.y_eval)

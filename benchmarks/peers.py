@@ -20,10 +20,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-# PyTorch's OpenMP threads spin-wait between parallel regions by default; on two shared,
-# busy cores that made its steps 10-40x slower (measured). Sleeping waits are the fair
-# setting here; export OMP_WAIT_POLICY=ACTIVE to see the default.
+# Thread pools that spin-wait for each other collapse when other processes share the two
+# cores (measured: PyTorch's OpenMP steps 10-40x slower, NumPy's two-thread OpenBLAS 5-10x
+# slower than one thread). Sleeping OpenMP waits and single-threaded BLAS are the fair
+# settings on a busy machine; export OMP_WAIT_POLICY=ACTIVE / OPENBLAS_NUM_THREADS=2 to
+# measure the defaults on a quiet one. Must precede the first import of numpy or torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from harness import Measurement, Runner, fmt, measure, table
 from workloads import WORKLOADS, Problem, make_problem, scaled
@@ -38,9 +41,11 @@ PEERS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "equinox": ("run_peers", "EquinoxRunner", {}),
     "keras": ("run_peers", "KerasRunner", {}),
 }
-TOLERANCE = {"W1": 0.03, "W2": 0.02, "W3": 0.02, "W4": 0.03}
+TOLERANCE = {"W1": 0.05, "W2": 0.02, "W3": 0.02, "W4": 0.03}
 """Largest accepted |accuracy - funcnn's accuracy|: shuffles differ (funcnn and Keras draw
-their own), and float32 rounding differs between libraries."""
+their own) and float32 rounding differs between libraries. W1 is chaotic: implementations
+that agree to 2e-7 after one step differ by 1e-2 in the weights after ten (Adam at lr 0.05
+amplifies rounding in near-zero gradients), and end between 0.80 and 0.84 (measured)."""
 
 
 def factory(peer: str) -> Callable[[], Runner]:
@@ -84,7 +89,7 @@ def report(problem: Problem, results: list[Measurement], limit: Any,
     rows, agree = [], True
     for m in results:
         if m.skipped:
-            rows.append([m.name, "-", "-", "-", "-", "-", "-", "-", m.note or "skipped"])
+            rows.append([m.name, *["-"] * 9, m.note or "skipped"])
             continue
         ratio = m.median_s / ref.median_s if ref else float("nan")
         frac = float("nan")
@@ -94,14 +99,14 @@ def report(problem: Problem, results: list[Measurement], limit: Any,
                                      problem.batch_size)
         ok = ref is None or abs(m.accuracy - ref.accuracy) <= tolerance
         agree &= ok
-        spread = (max(m.times_s) - min(m.times_s)) / m.median_s if len(m.times_s) > 1 else 0.0
-        rows.append([m.name, fmt(m.median_s / steps * 1e3), fmt(m.median_s / epochs),
-                     fmt(ratio, 2), fmt(m.first_s), fmt(max(0.0, m.compile_s)),
-                     f"{m.accuracy:.4f}" + ("" if ok else " (!)"),
-                     "-" if frac != frac else f"{100 * frac:.0f}%",
-                     f"spread {100 * spread:.0f}%" + (f"; {m.note}" if m.note else "")])
-    header = ["implementation", "ms/step", "s/epoch", "x funcnn", "first run s",
-              "compile s", f"{problem.eval_on} acc", "of matmul limit", "notes"]
+        rows.append([m.name, fmt(m.median_s / steps * 1e3), fmt(m.best_s / steps * 1e3),
+                     fmt(m.median_s / epochs), fmt(ratio, 2),
+                     fmt(m.median_cpu_s / steps * 1e3), fmt(m.first_s),
+                     fmt(max(0.0, m.compile_s)), f"{m.accuracy:.4f}" + ("" if ok else " (!)"),
+                     "-" if frac != frac else f"{100 * frac:.0f}%", m.note])
+    header = ["implementation", "ms/step", "best ms/step", "s/epoch", "x funcnn",
+              "cpu ms/step", "first run s", "compile s", f"{problem.eval_on} acc",
+              "of matmul limit", "notes"]
     return table(rows, header), agree
 
 
@@ -127,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--repeats must be >= 1, got {repeats}")
 
     print(f"machine: {machine()}")
-    print(f"mode: {mode}, repeats: {repeats}, seed: {args.seed}; times are medians of the "
-          f"interleaved repeats, ratios are time / funcnn's time (>1: slower than funcnn)")
+    print(f"mode: {mode}, repeats: {repeats}, seed: {args.seed}. ms/step, s/epoch: medians of "
+          f"the interleaved repeats; best: the fastest repeat; x funcnn: median time / funcnn's "
+          f"(>1: slower than funcnn); cpu: process CPU time (both cores count); compile: first "
+          f"run - median; of matmul limit: roofline.py's limit / median time")
     all_agree = True
     for name in names:
         wl = scaled(WORKLOADS[name], mode)

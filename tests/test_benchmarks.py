@@ -53,7 +53,8 @@ def test_peers_tiny_prints_agreeing_table() -> None:
         assert sorted(rows) == sorted(names), section
         accuracies = []
         for row in rows.values():
-            assert number(row["ms/step"]) > 0
+            assert number(row["ms/step"]) >= number(row["best ms/step"]) > 0
+            assert number(row["cpu ms/step"]) > 0
             assert number(row["s/epoch"]) > 0
             assert number(row["first run s"]) > 0
             assert 0 < number(row["of matmul limit"]) < 10_000
@@ -61,12 +62,12 @@ def test_peers_tiny_prints_agreeing_table() -> None:
             accuracies.append(number(row[acc_key]))
         assert rows["funcnn fit"]["x funcnn"] == "1"
         assert all(0.0 <= a <= 1.0 for a in accuracies)
-        assert max(accuracies) - min(accuracies) <= 0.03, section
+        assert max(accuracies) - min(accuracies) <= 0.05, section
         limit = re.search(r"matmul limit: ([\d.]+) MFLOP/step .* at ([\d.]+) GFLOP/s", section)
         assert limit is not None and float(limit.group(1)) > 0 and float(limit.group(2)) > 0
     # W1 tiny: 50 full-batch Adam steps on 300 spiral points learn more than chance (1/3).
     w1 = {r[0]: r for r in table_rows(sections[0], "")}
-    assert number(w1["funcnn fit"][6]) > 0.4
+    assert number(w1["funcnn fit"][8]) > 0.4
 
 
 def test_train_mlp_tiny_prints_table() -> None:
