@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a Dense network and save a checkpoint holding its parameters, "
                     "layer configuration, label names, input scaling and training history.",
         epilog=_TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("--dataset", required=True, choices=DATASETS)
+    train.add_argument("--dataset", required=True, choices=DATASETS,
+                       help="the data to train on; its defaults are listed below")
     train.add_argument("--hidden", type=_hidden_sizes, metavar="SIZES",
                        help="hidden layer sizes, comma-separated, e.g. 64,64")
     train.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu",
@@ -180,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="L2 penalty on the hidden layers' weights and biases (default 0)")
     train.add_argument("--dropout", type=_rate, default=0.0, metavar="RATE",
                        help="dropout rate after each hidden activation (default 0)")
-    train.add_argument("--epochs", type=_positive_int, metavar="N")
+    train.add_argument("--epochs", type=_positive_int, metavar="N",
+                       help="passes over the training data (default: per dataset, below)")
     train.add_argument("--batch-size", type=_batch_size, metavar="B",
                        help="minibatch size, or 'full' for full-batch training")
     train.add_argument("--seed", type=_non_negative_int, default=0, metavar="S",

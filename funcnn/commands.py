@@ -14,7 +14,7 @@ import numpy as np
 
 from funcnn import optim
 from funcnn.combinators import summary_table
-from funcnn.dataset_splits import DataSplits, Part, load_splits
+from funcnn.dataset_splits import DataSplits, Part, check_samples, load_splits
 from funcnn.inference import Evaluation, evaluate_arrays, predict
 from funcnn.layers import Layer
 from funcnn.model_spec import (
@@ -139,9 +139,11 @@ def check_batch_size(batch_size: int | None, n_train: int, dataset: str) -> None
                          f"samples of {dataset}; use --batch-size full for full-batch training")
 
 
-def train_model(opts: TrainOptions) -> TrainedModel:
-    """Load the data, build the network, train it with `fit` and measure it on every split."""
-    splits = load_splits(opts.dataset, opts.seed, opts.samples)
+def train_model(opts: TrainOptions, splits: DataSplits | None = None) -> TrainedModel:
+    """Build the network, train it with `fit` on `splits` (loaded from `opts` when None)
+    and measure it on every split."""
+    if splits is None:
+        splits = load_splits(opts.dataset, opts.seed, opts.samples)
     check_batch_size(opts.batch_size, splits.train.x.shape[0], opts.dataset)
     regression = splits.is_regression
     config = ModelConfig(
@@ -155,7 +157,8 @@ def train_model(opts: TrainOptions) -> TrainedModel:
     training = {"optimizer": opts.optimizer, "learning_rate": opts.learning_rate,
                 "decay": opts.decay, "momentum": opts.momentum, "epochs": opts.epochs,
                 "batch_size": opts.batch_size}
-    info = ModelInfo(config, splits.label_names, opts.dataset, opts.seed, opts.samples,
+    info = ModelInfo(config, splits.label_names, opts.dataset, opts.seed,
+                     check_samples(opts.dataset, opts.samples),
                      splits.pixel_range, prep, precision, training, {}, {})
     net = build_network(config)
     root = jax.random.key(opts.seed)
@@ -194,8 +197,9 @@ def figures_line(split: str, loss: float, accuracy: float, n: int | None = None)
 
 def run_train(opts: TrainOptions, out: Path) -> None:
     """`funcnn train`: train, print the train and validation figures, save the checkpoint."""
-    trained = train_model(opts)
-    print(describe_data(trained.splits))
+    splits = load_splits(opts.dataset, opts.seed, opts.samples)
+    print(describe_data(splits), flush=True)
+    trained = train_model(opts, splits)
     results = trained.model.info.results
     for split in ("train", "validation"):
         print(figures_line(split, results[f"{split}_loss"], results[f"{split}_accuracy"]))

@@ -176,6 +176,9 @@ def test_evaluate_prints_the_test_split_figures(cli_env: dict[str, str], digits_
     assert int(match[3]) == y_test.shape[0] == 269
     assert float(match[2]) == pytest.approx(np.mean(classes == y_test), abs=1e-4)
     assert float(match[2]) > 0.85
+    # The same split as the one `train` held out and measured.
+    stored = checkpoint.read_metadata(digits_run.path)["results"]["test_accuracy"]
+    assert float(match[2]) == pytest.approx(stored, abs=1e-4)
 
 
 def test_predict_images_and_arrays(cli_env: dict[str, str], digits_run: TrainRun,
