@@ -264,8 +264,9 @@ class KerasRunner:
 
     def reset(self) -> None:
         self.model.set_weights([a for w, b in self.problem.init for a in (w, b)])
-        for var in self.model.optimizer.variables:
-            var.assign(np.zeros(var.shape, var.dtype))
+        for var in self.model.optimizer.variables:  # iteration, moments; not the rate
+            if not var.path.endswith("learning_rate"):
+                var.assign(np.zeros(var.shape, var.dtype))
 
     def run(self) -> None:
         p = self.problem
