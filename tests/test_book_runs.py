@@ -122,3 +122,17 @@ def test_sine_regression_gets_most_points_within_the_books_precision(
     assert f"std(y) / 250 = {1 / np.sqrt(2) / 250:.6f}" in capsys.readouterr().out
     assert figures["mae"] < 0.02
     assert history.data_loss[-1] < 1e-3 * history.data_loss[0]
+
+
+@pytest.mark.parametrize(("script", "flags", "updates"), [
+    ("ch11_adam_test", (), "20"), ("ch16_binary", ("--binary",), "100")])
+def test_from_the_books_start_funcnn_follows_the_books_numpy_loop(
+        script: str, flags: tuple[str, ...], updates: str) -> None:
+    # numpy_reference.py is the book's loop with hand-written gradients. From the same data
+    # and weights both score the same test spiral alike until rounding takes over: Adam at
+    # lr 0.05 amplifies float32-vs-float64 differences to 1e-3 within ~50 updates (as it
+    # does between NumPy in float64 and in float32), at lr 1e-3 within a few hundred.
+    reference = example("numpy_reference").main([*flags, "--epochs", updates])
+    figures = run(script, "--book-stream", "--epochs", updates).figures
+    assert figures["test_loss"] == pytest.approx(reference["test_loss"], rel=1e-5)
+    assert figures["test_acc"] == pytest.approx(reference["test_acc"], abs=1e-6)
