@@ -92,21 +92,24 @@ def current_learning_rate(opt_state: PyTree) -> Array:
 def _batch_update(net: Layer, loss: LossFn, optimizer: GradientTransformation,
                   metric: MetricFn | None, params: Params, state: State, opt_state: PyTree,
                   x: Array, y: Array, weights: Array | None, key: PRNGKey | None,
-                  ) -> tuple[Params, State, PyTree, Array, Array]:
+                  count: Array | None = None) -> tuple[Params, State, PyTree, Array, Array]:
     """One optimizer step; returns new params/state/opt_state and the batch's weighted
-    sums of per-example data loss and metric (not yet divided by the sample count)."""
+    sums of per-example data loss and metric (not yet divided by the sample count).
+    `count`, when given, is `sum(weights)` known beforehand (under a mesh this saves a
+    cross-device reduction per step)."""
 
     def objective(p: Params) -> tuple[Array, tuple[Array, Array, State]]:
         pred, new_state = net.apply(p, state, x, key=key, train=True)
         per_example = checked_per_example("loss", loss, pred, y)
         w = jnp.ones_like(per_example) if weights is None else weights.astype(per_example.dtype)
-        count = jnp.maximum(jnp.sum(w), 1.0)
+        total_weight = jnp.sum(w) if count is None else count.astype(per_example.dtype)
+        count_or_one = jnp.maximum(total_weight, 1.0)
         data_sum = jnp.sum(w * per_example)
         metric_sum = jnp.zeros((), jnp.float32)
         if metric is not None:
             per_metric = checked_per_example("metric", metric, jax.lax.stop_gradient(pred), y)
             metric_sum = jnp.sum(w * per_metric)
-        total = data_sum / count + net.penalty(p)
+        total = data_sum / count_or_one + net.penalty(p)
         return total, (data_sum, metric_sum, new_state)
 
     grads, (data_sum, metric_sum, new_state) = jax.grad(objective, has_aux=True)(params)
@@ -178,6 +181,10 @@ def _train_epoch(cfg: TrainConfig, carry: tuple[Params, State, PyTree], x: Array
         weights_or_none: Array | None = None
     else:
         weights_or_none = weights
+    # real rows per batch, known when tracing: no reduction over split weights per step
+    counts = np.full(idx.shape[0], cfg.batch_size, np.float32)
+    counts[-1] = n - cfg.batch_size * (idx.shape[0] - 1)
+    batch_counts = jnp.asarray(counts)
 
     def step(inner: tuple[Params, State, PyTree, Array, Array],
              batch: tuple[Array, Array, Array]) -> tuple[tuple[Params, State, PyTree, Array,
@@ -187,7 +194,7 @@ def _train_epoch(cfg: TrainConfig, carry: tuple[Params, State, PyTree], x: Array
         xb, yb, wb = _split_rows(cfg, (x[rows], y[rows], None if weights_or_none is None else w))
         p, s, o, data_sum, metric_sum = _batch_update(
             cfg.net, cfg.loss, cfg.optimizer, cfg.metric, p, s, o, xb, yb, wb,
-            jax.random.fold_in(dropout_key, i))
+            jax.random.fold_in(dropout_key, i), None if wb is None else batch_counts[i])
         p, s, o = _replicated(cfg, (p, s, o))
         return (p, s, o, loss_acc + data_sum, metric_acc + metric_sum), None
 
