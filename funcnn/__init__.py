@@ -4,7 +4,17 @@ Networks are `Layer(init, apply, penalty)` triples of pure functions over plain 
 of arrays; see the guide in docs/ for the path from one neuron to a trained classifier.
 """
 
-from funcnn import activations, data, datasets, initializers, losses, metrics, optim
+from funcnn import (
+    activations,
+    data,
+    datasets,
+    ensemble,
+    initializers,
+    losses,
+    metrics,
+    optim,
+    parallel,
+)
 from funcnn.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -13,6 +23,7 @@ from funcnn.checkpoint import (
     save_checkpoint,
 )
 from funcnn.combinators import named, serial, summary, summary_table
+from funcnn.ensemble import fit_ensemble, init_ensemble, predict_ensemble
 from funcnn.errors import LayerError, LayerTypeError
 from funcnn.gradcheck import GradientCheck, check_gradients
 from funcnn.history import EarlyStopping, History
@@ -33,7 +44,7 @@ from funcnn.layers import (
     Tanh,
 )
 from funcnn.train import FitResult, NonFiniteLossError, StepMetrics, fit, make_train_step
-from funcnn.tree import count_params
+from funcnn.tree import count_params, tree_stack, tree_unstack
 
 __version__ = "0.1.0"
 
@@ -66,8 +77,11 @@ __all__ = [
     "count_params",
     "data",
     "datasets",
+    "ensemble",
     "evaluate",
     "fit",
+    "fit_ensemble",
+    "init_ensemble",
     "initializers",
     "load_checkpoint",
     "losses",
@@ -75,12 +89,16 @@ __all__ = [
     "metrics",
     "named",
     "optim",
+    "parallel",
     "predict",
     "predict_classes",
+    "predict_ensemble",
     "read_arrays",
     "read_metadata",
     "save_checkpoint",
     "serial",
     "summary",
     "summary_table",
+    "tree_stack",
+    "tree_unstack",
 ]
