@@ -213,49 +213,16 @@ def Dropout(rate: float) -> Layer:
     return Layer(init, apply, no_penalty, "Dropout", MappingProxyType({"rate": float(rate)}))
 
 
-def Flatten(ndim: int = 2) -> Layer:
-    """Merge the trailing `ndim` axes into one: `(..., d1, ..., d_ndim) -> (..., d1*...*d_ndim)`.
-
-    Example axes are the trailing ones, so the same layer flattens one image `(28, 28)`
-    or a batch `(B, 28, 28)`; `init` checks that examples have exactly `ndim` axes.
-    """
-    if not isinstance(ndim, int) or isinstance(ndim, bool) or ndim < 1:
-        raise ValueError(f"Flatten: ndim must be a positive int, got {ndim!r}")
+def _parameter_free(name: str, fn: Callable[[Array], Array], config: Mapping[str, Any],
+                    check_shape: Callable[[Shape], None] | None = None) -> Layer:
+    """A layer without params or state computing `y = fn(x)`; `check_shape` may reject
+    an `input_shape` at init."""
 
     def init(key: PRNGKey, input_shape: Shape) -> tuple[Params, State]:
         del key
-        shape = check_input_shape("Flatten", input_shape)
-        if len(shape) != ndim:
-            raise LayerError(
-                "Flatten",
-                f"Flatten(ndim={ndim}) expects examples with {ndim} axes, got shape {shape}; "
-                f"use Flatten(ndim={len(shape)})",
-            )
-        return {}, {}
-
-    def apply(
-        params: Params,
-        state: State,
-        x: Array,
-        *,
-        key: PRNGKey | None = None,
-        train: bool = False,
-    ) -> tuple[Array, State]:
-        del params, key, train
-        x = jnp.asarray(x)
-        if x.ndim < ndim:
-            raise LayerError("Flatten", f"expected at least {ndim} axes, got shape {x.shape}")
-        return x.reshape((*x.shape[: x.ndim - ndim], -1)), state
-
-    return Layer(init, apply, no_penalty, "Flatten", MappingProxyType({"ndim": ndim}))
-
-
-def Activation(fn: Callable[[Array], Array], name: str, **config: Any) -> Layer:
-    """A parameter-free layer `y = fn(x)` of any shape."""
-
-    def init(key: PRNGKey, input_shape: Shape) -> tuple[Params, State]:
-        del key
-        check_input_shape(name, input_shape, min_rank=0)
+        shape = check_input_shape(name, input_shape, min_rank=0)
+        if check_shape is not None:
+            check_shape(shape)
         return {}, {}
 
     def apply(
@@ -269,7 +236,38 @@ def Activation(fn: Callable[[Array], Array], name: str, **config: Any) -> Layer:
         del params, key, train
         return fn(jnp.asarray(x)), state
 
-    return Layer(init, apply, no_penalty, name, MappingProxyType(config))
+    return Layer(init, apply, no_penalty, name, MappingProxyType(dict(config)))
+
+
+def Flatten(ndim: int = 2) -> Layer:
+    """Merge the trailing `ndim` axes into one: `(..., d1, ..., d_ndim) -> (..., d1*...*d_ndim)`.
+
+    Example axes are the trailing ones, so the same layer flattens one image `(28, 28)`
+    or a batch `(B, 28, 28)`; `init` checks that examples have exactly `ndim` axes.
+    """
+    if not isinstance(ndim, int) or isinstance(ndim, bool) or ndim < 1:
+        raise ValueError(f"Flatten: ndim must be a positive int, got {ndim!r}")
+
+    def check_shape(shape: Shape) -> None:
+        if len(shape) != ndim:
+            hint = f"; use Flatten(ndim={len(shape)})" if shape else ""
+            raise LayerError(
+                "Flatten",
+                f"Flatten(ndim={ndim}) expects examples with {ndim} axes, got shape {shape}"
+                f"{hint}",
+            )
+
+    def flatten(x: Array) -> Array:
+        if x.ndim < ndim:
+            raise LayerError("Flatten", f"expected at least {ndim} axes, got shape {x.shape}")
+        return x.reshape((*x.shape[: x.ndim - ndim], -1))
+
+    return _parameter_free("Flatten", flatten, {"ndim": ndim}, check_shape)
+
+
+def Activation(fn: Callable[[Array], Array], name: str, **config: Any) -> Layer:
+    """A parameter-free layer `y = fn(x)` of any shape."""
+    return _parameter_free(name, fn, config)
 
 
 def ReLU() -> Layer:
