@@ -57,7 +57,7 @@ class FuncnnRunner:
         self.problem = problem
         wl = problem.workload
         self.net = build_net(problem)
-        self.key = jax.random.key(0)
+        self.key = jax.random.key(problem.seed)  # the shuffles of problem.orders
         params, self.state = self.net.init(self.key, (wl.sizes[0],))
         self.init_params = load_weights(params, problem.init)
         self.optimizer = adam(wl.learning_rate, decay=wl.decay, eps=1e-7)

@@ -81,6 +81,7 @@ class Problem:
     init: Weights
     orders: NumpyArray  # (epochs, N) int32 per-epoch permutations; (epochs, 0) for full batch
     eval_on: str  # "train" or "test"
+    seed: int  # funcnn's fit runs with key(seed): its shuffles are `orders`
 
     @property
     def n(self) -> int:
@@ -177,8 +178,18 @@ def make_problem(workload: Workload, seed: int = 0) -> Problem:
     if workload.batch_size is None:
         orders = np.zeros((workload.epochs, 0), np.int32)
     else:
-        orders = np.stack([rng.permutation(n) for _ in range(workload.epochs)]).astype(np.int32)
-    return Problem(workload, x, y, x_eval, y_eval, init, orders, eval_on)
+        orders = shared_orders(seed, workload.epochs, n)
+    return Problem(workload, x, y, x_eval, y_eval, init, orders, eval_on, seed)
+
+
+def shared_orders(seed: int, epochs: int, n: int) -> NumpyArray:
+    """The sample orders funcnn's `fit` draws with `key=jax.random.key(seed)`: every
+    implementation sees the same minibatches (funcnn still draws its own, inside its time)."""
+    import jax
+
+    from funcnn.train import epoch_orders, key_seed
+
+    return epoch_orders(key_seed(jax.random.key(seed)), np.arange(epochs), n)
 
 
 def accuracy(weights: Weights, hidden: str, x: NumpyArray, y: NumpyArray) -> float:

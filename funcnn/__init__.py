@@ -23,6 +23,7 @@ from funcnn.checkpoint import (
     save_checkpoint,
 )
 from funcnn.combinators import named, serial, summary, summary_table
+from funcnn.compile_cache import enable_compilation_cache
 from funcnn.ensemble import fit_ensemble, init_ensemble, predict_ensemble
 from funcnn.errors import LayerError, LayerTypeError
 from funcnn.gradcheck import GradientCheck, check_gradients
@@ -77,6 +78,7 @@ __all__ = [
     "count_params",
     "data",
     "datasets",
+    "enable_compilation_cache",
     "ensemble",
     "evaluate",
     "fit",

@@ -16,11 +16,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from funcnn.commands import BOOK_LEARNING_RATES, OPTIMIZERS, PRESETS, TrainOptions
+from funcnn.compile_cache import default_cache_directory, enable_compilation_cache
 from funcnn.dataset_splits import DATASETS, GENERATED
 from funcnn.model_spec import ACTIVATIONS, INITS
-
-CACHE_ENV = "FUNCNN_CACHE"
-"""Environment variable naming the directory of JAX's persistent compilation cache."""
 
 DEBUG_ENV = "FUNCNN_DEBUG"
 DEFAULT_OUT = "funcnn-out"
@@ -226,19 +224,13 @@ def enable_compile_cache() -> Path | None:
 
     A directory that cannot be created only costs speed: a one-line warning, no cache.
     """
-    import jax
-
-    directory = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "funcnn" / "jax")
+    directory = default_cache_directory()
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        return enable_compilation_cache(directory)
     except OSError as error:
         print(f"funcnn: warning: cannot create the compilation cache directory {directory} "
               f"({error.strerror or error}); continuing without it", file=sys.stderr)
         return None
-    jax.config.update("jax_compilation_cache_dir", str(directory))  # type: ignore[no-untyped-call]
-    jax.config.update(  # type: ignore[no-untyped-call]
-        "jax_persistent_cache_min_compile_time_secs", 0.1)
-    return directory
 
 
 def train_options(args: argparse.Namespace) -> TrainOptions:

@@ -36,6 +36,7 @@ from funcnn.train import (
     TrainConfig,
     epoch_inputs,
     epochs_per_program,
+    key_seed,
     owned_copy,
     prepare_fit,
     run_epochs,
@@ -102,14 +103,14 @@ def init_ensemble(net: Layer, keys: PRNGKey, input_shape: Shape) -> tuple[Params
 
 def _run_ensemble(cfg: TrainConfig, params: Params, state: State, opt_state: PyTree, x: Array,
                   y: Array, x_val: Array | None, y_val: Array | None, keys: PRNGKey,
-                  epoch_ids: Array, active: Array) -> tuple[Params, State, PyTree,
-                                                            dict[str, Array]]:
-    """`run_epochs` mapped over members: params, states and keys have a leading axis K,
-    data and epochs are shared; figures come back with shape `(K, epochs)`."""
+                  epoch_ids: Array, active: Array, orders: Array | None,
+                  ) -> tuple[Params, State, PyTree, dict[str, Array]]:
+    """`run_epochs` mapped over members: params, states, keys and sample orders have a
+    leading axis K, data and epochs are shared; figures come back with shape `(K, epochs)`."""
     mapped = jax.vmap(partial(run_epochs, cfg),
-                      in_axes=(0, 0, 0, None, None, None, None, 0, None, None))
+                      in_axes=(0, 0, 0, None, None, None, None, 0, None, None, 0))
     result: tuple[Params, State, PyTree, dict[str, Array]] = mapped(
-        params, state, opt_state, x, y, x_val, y_val, keys, epoch_ids, active)
+        params, state, opt_state, x, y, x_val, y_val, keys, epoch_ids, active, orders)
     return result
 
 
@@ -168,6 +169,7 @@ def fit_ensemble(net: Layer, params: Params, state: State, optimizer: GradientTr
     if hyperparams:
         opt_state = _member_hyperparams(opt_state, hyperparams, members)
     opt_state = owned_copy(cfg, opt_state)
+    seeds = key_seed(keys)
     if cfg.mesh is not None:
         keys = parallel.replicate(keys, cfg.mesh)
     histories = [History() for _ in range(members)]
@@ -181,7 +183,7 @@ def fit_ensemble(net: Layer, params: Params, state: State, optimizer: GradientTr
             active = np.arange(done, done + chunk) < epochs
             params, state, opt_state, logs = _run_ensemble_jit(
                 cfg, params, state, opt_state, prep.x, prep.y, prep.x_val, prep.y_val, keys,
-                *epoch_inputs(cfg, ids, active))
+                *epoch_inputs(cfg, ids, active, seeds, prep.x.shape[0]))
             _record(jax.device_get(logs), ids, histories, diverged, bar)
             done += chunk
     finally:

@@ -16,6 +16,7 @@ import numpy as np
 from jax.sharding import Sharding
 
 from funcnn.layers import Layer
+from funcnn.metrics import first_argmax
 from funcnn.typing import Array, ArrayLike, LossFn, MetricFn, Params, State
 
 
@@ -155,5 +156,5 @@ def predict_classes(outputs: ArrayLike, threshold: float | None = None) -> Array
     if out.ndim < 1:
         raise ValueError("predict_classes: outputs need an output axis, got a scalar")
     if threshold is None and out.shape[-1] > 1:
-        return jnp.argmax(out, axis=-1).astype(jnp.int32)
+        return first_argmax(out)
     return (out > (0.5 if threshold is None else threshold)).astype(jnp.int32)

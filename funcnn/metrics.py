@@ -6,17 +6,29 @@ their mean (`funcnn.losses.mean` takes sample weights too).
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from funcnn.losses import class_targets, same_shape_targets
 from funcnn.typing import Array, ArrayLike
 
 
+def first_argmax(values: ArrayLike) -> Array:
+    """`jnp.argmax(values, axis=-1)`, ties and NaN included (the first maximum; a NaN counts
+    as the largest), from two plain reductions, `max` then `min` of the matching indices,
+    which XLA vectorizes; argmax's paired (value, index) reduction runs element by element
+    on CPU and cost 6% of a training step at batch 1024."""
+    v = jnp.asarray(values)
+    top = (v == jnp.max(v, axis=-1, keepdims=True)) | jnp.isnan(v)
+    index = jax.lax.broadcasted_iota(jnp.int32, v.shape, v.ndim - 1)
+    return jnp.min(jnp.where(top, index, v.shape[-1]), axis=-1)
+
+
 def categorical_accuracy(predictions: ArrayLike, labels: ArrayLike) -> Array:
     """`argmax(p) == y` per example; one-hot labels go through argmax too."""
     p, y, sparse = class_targets("categorical_accuracy", predictions, labels)
-    truth = y if sparse else jnp.argmax(y, axis=-1)
-    return (jnp.argmax(p, axis=-1) == truth).astype(p.dtype)
+    truth = y if sparse else first_argmax(y)
+    return (first_argmax(p) == truth).astype(p.dtype)
 
 
 def binary_accuracy(predictions: ArrayLike, targets: ArrayLike, threshold: float = 0.5) -> Array:

@@ -46,8 +46,8 @@ from funcnn.typing import (
 )
 
 __all__ = ["FitResult", "NonFiniteLossError", "PreparedFit", "StepMetrics", "TrainConfig",
-           "evaluate", "fit", "make_train_step", "predict", "predict_classes", "prepare_fit",
-           "run_epochs"]
+           "epoch_orders", "evaluate", "fit", "key_seed", "make_train_step", "predict",
+           "predict_classes", "prepare_fit", "run_epochs"]
 
 
 class StepMetrics(NamedTuple):
@@ -164,8 +164,10 @@ def _replicated(cfg: TrainConfig, tree: PyTree) -> PyTree:
 
 
 def _train_epoch(cfg: TrainConfig, carry: tuple[Params, State, PyTree], x: Array, y: Array,
-                 epoch_key: PRNGKey) -> tuple[tuple[Params, State, PyTree], Array, Array]:
-    """One epoch over all N samples; returns the carry and the summed data loss and metric."""
+                 epoch_key: PRNGKey, order: Array | None,
+                 ) -> tuple[tuple[Params, State, PyTree], Array, Array]:
+    """One epoch over all N samples in `order` (N,) (None: as given); returns the carry and
+    the summed data loss and metric."""
     params, state, opt_state = carry
     n = x.shape[0]
     if cfg.batch_size is None:
@@ -174,8 +176,7 @@ def _train_epoch(cfg: TrainConfig, carry: tuple[Params, State, PyTree], x: Array
             cfg.net, cfg.loss, cfg.optimizer, cfg.metric, params, state, opt_state, xb, yb, None,
             jax.random.fold_in(epoch_key, 0))
         return _replicated(cfg, (params, state, opt_state)), data_sum, metric_sum
-    shuffle_key, dropout_key = jax.random.split(epoch_key)
-    order = jax.random.permutation(shuffle_key, n) if cfg.shuffle else None
+    dropout_key = jax.random.split(epoch_key)[1]
     idx, weights = batch_plan(n, cfg.batch_size, order)
     if cfg.batch_size * idx.shape[0] == n:
         weights_or_none: Array | None = None
@@ -207,9 +208,11 @@ def _train_epoch(cfg: TrainConfig, carry: tuple[Params, State, PyTree], x: Array
 
 def run_epochs(cfg: TrainConfig, params: Params, state: State, opt_state: PyTree, x: Array,
                y: Array, x_val: Array | None, y_val: Array | None, key: PRNGKey,
-               epoch_ids: Array, active: Array) -> tuple[Params, State, PyTree, dict[str, Array]]:
+               epoch_ids: Array, active: Array, orders: Array | None,
+               ) -> tuple[Params, State, PyTree, dict[str, Array]]:
     """The pure training program: epochs `epoch_ids` (those with `active`), epoch `e` with
-    key `fold_in(key, e)`. An epoch whose loss is not finite is rolled back and every later
+    key `fold_in(key, e)` (dropout) and sample order `orders[i]` (None: unshuffled; see
+    `epoch_orders`). An epoch whose loss is not finite is rolled back and every later
     one skipped. Returns params, state, opt_state and per-epoch figures (arrays of shape
     `(len(epoch_ids),)`: `History` names plus `finite` and `ran` flags). `jax.vmap` over
     params, state, opt_state and key trains an ensemble (see `funcnn.ensemble`)."""
@@ -218,15 +221,16 @@ def run_epochs(cfg: TrainConfig, params: Params, state: State, opt_state: PyTree
     if cfg.mesh is not None and cfg.val_batch_size % parallel.data_parallel_size(cfg.mesh) == 0:
         val_sharding = parallel.batch_sharding(cfg.mesh)
 
-    def epoch(carry: tuple[Params, State, PyTree, Array], inputs: tuple[Array, Array]) -> tuple[
+    def epoch(carry: tuple[Params, State, PyTree, Array],
+              inputs: tuple[Array, Array, Array | None]) -> tuple[
             tuple[Params, State, PyTree, Array], dict[str, Array]]:
         params, state, opt_state, healthy = carry
-        epoch_id, is_active = inputs
+        epoch_id, is_active, order = inputs
         run = healthy & is_active
 
         def train(c: tuple[Params, State, PyTree]) -> tuple[tuple[Params, State, PyTree], Array,
                                                             Array]:
-            return _train_epoch(cfg, c, x, y, jax.random.fold_in(key, epoch_id))
+            return _train_epoch(cfg, c, x, y, jax.random.fold_in(key, epoch_id), order)
 
         def skip(c: tuple[Params, State, PyTree]) -> tuple[tuple[Params, State, PyTree], Array,
                                                            Array]:
@@ -252,7 +256,7 @@ def run_epochs(cfg: TrainConfig, params: Params, state: State, opt_state: PyTree
         return (*kept, healthy & (finite | ~run)), logs
 
     (params, state, opt_state, _), logs = jax.lax.scan(
-        epoch, (params, state, opt_state, jnp.bool_(True)), (epoch_ids, active))
+        epoch, (params, state, opt_state, jnp.bool_(True)), (epoch_ids, active, orders))
     return _replicated(cfg, (params, state, opt_state, logs))  # type: ignore[no-any-return]
 
 
@@ -333,7 +337,8 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
         unroll: int = 1, mesh: Mesh | None = None) -> FitResult:
     """Train `net` for `epochs` epochs of minibatches of `batch_size` (None: full batch).
 
-    Epoch `e` uses key `fold_in(key, e)` (for the shuffle and dropout), so a run resumed
+    Epoch `e` shuffles by `epoch_orders` and draws dropout masks from `fold_in(key, e)`,
+    both functions of (key, e) alone, so a run resumed
     with `initial_epoch=e` and the saved `opt_state` continues exactly. Data moves to the
     device once; the caller's arrays are never donated or modified.
 
@@ -352,6 +357,7 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
     params = owned_copy(cfg, params)
     state = owned_copy(cfg, state)
     opt_state = owned_copy(cfg, optimizer.init(params) if opt_state is None else opt_state)
+    seed = key_seed(key)
     key = key if cfg.mesh is None else parallel.replicate(key, cfg.mesh)
     history = History()
     chunk = epochs_per_program(prep.n_batches, epochs, bool(callbacks))
@@ -363,7 +369,7 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
             active = np.arange(done, done + chunk) < epochs
             params, state, opt_state, logs = _run_epochs_jit(
                 cfg, params, state, opt_state, prep.x, prep.y, prep.x_val, prep.y_val, key,
-                *epoch_inputs(cfg, ids, active))
+                *epoch_inputs(cfg, ids, active, seed, prep.x.shape[0]))
             host = jax.device_get(logs)
             stop = False
             for i in range(int(np.sum(host["ran"]))):
@@ -384,8 +390,33 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
     return FitResult(params, state, opt_state, history)
 
 
-def epoch_inputs(cfg: TrainConfig, ids: NumpyArray, active: NumpyArray) -> tuple[Array, Array]:
-    """The epoch ids and active flags of one program call, as device arrays."""
+def key_seed(key: PRNGKey) -> NumpyArray:
+    """The words of a key (typed or raw uint32), on the host: `(..., words)` uint32."""
+    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    return np.asarray(jax.device_get(key), np.uint32)
+
+
+def epoch_orders(seed: NumpyArray, ids: NumpyArray, n: int) -> NumpyArray:
+    """The sample orders of epochs `ids`: `(len(ids), n)` int32, epoch `e`'s a permutation
+    by NumPy's generator seeded with the key's words and `e` (drawn on the host: an
+    on-device sort-based shuffle cost 10-25% of an epoch). A `seed` with leading axes
+    (an ensemble's keys) gives orders with those axes first."""
+    if seed.ndim > 1:
+        return np.stack([epoch_orders(s, ids, n) for s in seed])
+    words = [int(w) for w in seed]
+    return np.stack([np.random.default_rng([*words, int(e)]).permutation(n).astype(np.int32)
+                     for e in ids])
+
+
+def epoch_inputs(cfg: TrainConfig, ids: NumpyArray, active: NumpyArray, seed: NumpyArray,
+                 n: int) -> tuple[Array, Array, Array | None]:
+    """The epoch ids, active flags and sample orders (None without shuffling) of one program
+    call, as device arrays."""
+    orders = (epoch_orders(seed, ids, n) if cfg.shuffle and cfg.batch_size is not None
+              else None)
     if cfg.mesh is None:
-        return jnp.asarray(ids), jnp.asarray(active)
-    return parallel.replicate((ids, active), cfg.mesh)  # type: ignore[no-any-return]
+        return jnp.asarray(ids), jnp.asarray(active), None if orders is None else jnp.asarray(
+            orders)
+    return parallel.replicate((ids, active, orders), cfg.mesh)  # type: ignore[no-any-return]

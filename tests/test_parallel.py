@@ -176,7 +176,7 @@ EIGHT_DEVICES = textwrap.dedent("""
     from funcnn.losses import categorical_crossentropy as cce
     from funcnn.metrics import categorical_accuracy as acc
     from funcnn.optim import adam
-    from funcnn.train import _run_epochs_jit, epoch_inputs, owned_copy, prepare_fit
+    from funcnn.train import _run_epochs_jit, epoch_inputs, key_seed, owned_copy, prepare_fit
 
     def largest(a, b):
         return max(jax.tree.leaves(jax.tree.map(
@@ -227,7 +227,8 @@ EIGHT_DEVICES = textwrap.dedent("""
     hlo = _run_epochs_jit.lower(
         prep.cfg, *placed, prep.x, prep.y, prep.x_val, prep.y_val,
         parallel.replicate(args["key"], mesh),
-        *epoch_inputs(prep.cfg, np.arange(3, dtype=np.int32), np.ones(3, bool))
+        *epoch_inputs(prep.cfg, np.arange(3, dtype=np.int32), np.ones(3, bool),
+                      key_seed(args["key"]), 40)
     ).compile().as_text()
     out["all_reduce"] = "all-reduce" in hlo
     out["dot_shapes"] = sorted(set(re.findall(r"= f32\\[(\\d+,\\d+)\\]\\{[^}]*\\} dot\\(", hlo)))
@@ -274,4 +275,7 @@ def test_two_processes_on_loopback_train_to_identical_params(tmp_path: Path) -> 
     for name in first:
         np.testing.assert_array_equal(first[name], second[name])
     assert report["between_processes"] == 0.0
-    assert report["versus_one_process"] <= 1e-5
+    # the same training in one process sums each gradient in another order; after 3 epochs
+    # of Adam (which divides by the gradients' size) the float32 rounding has grown to ~1e-5
+    # (a wrongly split batch differs by 1e-2 or more)
+    assert report["versus_one_process"] <= 5e-5
