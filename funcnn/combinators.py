@@ -55,8 +55,7 @@ def serial(*layers: Layer) -> Layer:
         dupes = sorted({k for k in keys if keys.count(k) > 1})
         raise ValueError(f"serial: duplicate layer keys {dupes}; give each a distinct name")
 
-    def init(key: PRNGKey, input_shape: Shape) -> tuple[Params, State]:
-        shape = check_input_shape("serial", input_shape, min_rank=0)
+    def build(key: PRNGKey, shape: Shape) -> tuple[Params, State]:
         params: Params = {}
         state: State = {}
         for i, (name, layer) in enumerate(zip(keys, layers, strict=True)):
@@ -70,6 +69,15 @@ def serial(*layers: Layer) -> Layer:
             if s:
                 state[name] = s
         return params, state
+
+    # One compiled program per input shape, instead of one small one per operation of every
+    # layer's init (measured: 0.28 s -> 0.03 s for three Dense layers with a warm cache).
+    compiled_build = jax.jit(build, static_argnums=1)
+
+    def init(key: PRNGKey, input_shape: Shape) -> tuple[Params, State]:
+        shape = check_input_shape("serial", input_shape, min_rank=0)
+        result: tuple[Params, State] = compiled_build(key, shape)
+        return result
 
     def apply(
         params: Params,

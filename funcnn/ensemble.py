@@ -41,7 +41,7 @@ from funcnn.train import (
     prepare_fit,
     run_epochs,
 )
-from funcnn.tree import leading_size, tree_unstack
+from funcnn.tree import count_params, leading_size, tree_unstack
 from funcnn.typing import (
     Array,
     ArrayLike,
@@ -140,7 +140,7 @@ def fit_ensemble(net: Layer, params: Params, state: State, optimizer: GradientTr
                  metric: MetricFn | None = None, shuffle: bool = True, progress: bool = True,
                  opt_state: PyTree | None = None,
                  hyperparams: Mapping[str, ArrayLike] | None = None, initial_epoch: int = 0,
-                 validation_batch_size: int | None = None, unroll: int = 1,
+                 validation_batch_size: int | None = None, unroll: int | None = None,
                  mesh: Mesh | None = None) -> EnsembleResult:
     """Train K members at once: member k is `fit(net, params[k], state[k], optimizer, loss,
     x, y, key=keys[k], ...)`, all in one compiled program per chunk of epochs.
@@ -151,13 +151,14 @@ def fit_ensemble(net: Layer, params: Params, state: State, optimizer: GradientTr
     becomes non-finite stops there (see `EnsembleResult.diverged`) while the rest go on.
     `mesh` splits every minibatch over its `"data"` axis, as in `fit`.
     """
+    keys, members = check_keys("fit_ensemble", keys)
+    # the unroll factor of one member's fit, so that members train exactly as fit would
     prep = prepare_fit("fit_ensemble", net, loss, optimizer, metric, x, y, epochs=epochs,
                        initial_epoch=initial_epoch, batch_size=batch_size,
                        validation_data=validation_data,
                        validation_batch_size=validation_batch_size, shuffle=shuffle,
-                       unroll=unroll, mesh=mesh)
+                       unroll=unroll, mesh=mesh, n_params=count_params(params) // members)
     cfg = prep.cfg
-    keys, members = check_keys("fit_ensemble", keys)
     leading_size(params, "fit_ensemble (params)", members)
     leading_size(state, "fit_ensemble (state)", members)
     params = owned_copy(cfg, params)

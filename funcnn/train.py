@@ -33,6 +33,7 @@ from funcnn.layers import Layer
 from funcnn.optim.base import GradientTransformation, apply_updates
 from funcnn.optim.hyperparams import learning_rate
 from funcnn.progress import ProgressBar
+from funcnn.tree import count_params
 from funcnn.typing import (
     Array,
     ArrayLike,
@@ -287,9 +288,10 @@ def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransfo
                 metric: MetricFn | None, x: ArrayLike, y: ArrayLike, *, epochs: int,
                 initial_epoch: int, batch_size: int | None,
                 validation_data: tuple[ArrayLike, ArrayLike] | None,
-                validation_batch_size: int | None, shuffle: bool, unroll: int,
-                mesh: Mesh | None) -> PreparedFit:
-    """Check `fit`'s arguments (errors start with `where`) and place the data."""
+                validation_batch_size: int | None, shuffle: bool, unroll: int | None,
+                mesh: Mesh | None, n_params: int = 0) -> PreparedFit:
+    """Check `fit`'s arguments (errors start with `where`) and place the data. `n_params`
+    (of one model) picks the unroll factor when `unroll` is None (see `auto_unroll`)."""
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"{where}: epochs must be an int >= 0, got {epochs!r}")
     if not isinstance(initial_epoch, int) or initial_epoch < 0:
@@ -312,6 +314,10 @@ def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransfo
                                     validation_batch_size or min(batch_size or n,
                                                                  x_val.shape[0]),
                                     x_val.shape[0])
+    if unroll is None:
+        unroll = auto_unroll(size, n_params) if batch_size is not None else 1
+    elif not isinstance(unroll, int) or isinstance(unroll, bool) or unroll < 1:
+        raise ValueError(f"{where}: unroll must be a positive int or None, got {unroll!r}")
     cfg = TrainConfig(net, loss, optimizer, metric, None if batch_size is None else size,
                       shuffle, val_size, unroll, mesh)
     if mesh is not None:
@@ -319,12 +325,30 @@ def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransfo
     return PreparedFit(cfg, x_arr, y_arr, x_val, y_val, math.ceil(n / size))
 
 
+SMALL_STEP = 1_000_000
+"""Steps of at most this many multiply-adds (batch size x params) are unrolled 4 times."""
+
+
+def auto_unroll(batch_size: int, n_params: int) -> int:
+    """The minibatch scan's unroll factor: 4 for small steps, whose time is mostly the
+    loop's own per-step cost (measured: 29% faster for the 784-16-16-10 digit net at batch
+    32, about 0.4 s more compilation), 1 otherwise (unrolling larger steps made them slower:
+    9-21% at batch 1024 with 118k params)."""
+    return 4 if batch_size * n_params <= SMALL_STEP else 1
+
+
 def owned_copy(cfg: TrainConfig, tree: PyTree) -> PyTree:
     """A private copy of `tree` that a compiled program may donate: on the default device,
     or replicated over the mesh."""
     if cfg.mesh is None:
-        return jax.tree.map(jnp.array, tree)
+        return _copy_tree(tree)
     return parallel.replicate(tree, cfg.mesh)
+
+
+@jax.jit
+def _copy_tree(tree: PyTree) -> PyTree:
+    """Fresh buffers for every leaf, in one compiled program (not one per leaf shape)."""
+    return jax.tree.map(lambda leaf: jnp.array(leaf, copy=True), tree)
 
 
 def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformation,
@@ -334,7 +358,7 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
         metric: MetricFn | None = None, shuffle: bool = True, progress: bool = True,
         callbacks: Sequence[Callback] = (), opt_state: PyTree | None = None,
         initial_epoch: int = 0, validation_batch_size: int | None = None,
-        unroll: int = 1, mesh: Mesh | None = None) -> FitResult:
+        unroll: int | None = None, mesh: Mesh | None = None) -> FitResult:
     """Train `net` for `epochs` epochs of minibatches of `batch_size` (None: full batch).
 
     Epoch `e` shuffles by `epoch_orders` and draws dropout masks from `fold_in(key, e)`,
@@ -346,12 +370,15 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
     minibatch is split over that axis, whose size must divide `batch_size` (or N for full
     batch); data, params and states are replicated and the result lives on the mesh.
     Across processes, every process calls `fit` with the same arguments.
+
+    `unroll` unrolls the scan over minibatches that many times; None picks 4 for small
+    steps (batch size x params <= 1e6), where the loop's own cost dominates, else 1.
     """
     prep = prepare_fit("fit", net, loss, optimizer, metric, x, y, epochs=epochs,
                        initial_epoch=initial_epoch, batch_size=batch_size,
                        validation_data=validation_data,
                        validation_batch_size=validation_batch_size, shuffle=shuffle,
-                       unroll=unroll, mesh=mesh)
+                       unroll=unroll, mesh=mesh, n_params=count_params(params))
     cfg = prep.cfg
     # Private copies: the compiled program donates (reuses) these buffers.
     params = owned_copy(cfg, params)

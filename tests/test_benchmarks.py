@@ -96,3 +96,16 @@ def test_peers_rejects_bad_arguments(args: tuple[str, ...], message: str) -> Non
     proc = run_script("peers.py", *args, timeout=60)
     assert proc.returncode == 2
     assert message in proc.stderr
+
+
+def test_cold_start_tiny_prints_a_row_per_setting() -> None:
+    proc = run_script("cold_start.py", "--workload", "W2", "--mode", "tiny", "--repeats", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {r[0]: r for r in table_rows(proc.stdout, "") if r[0] and r[0] != "setting"
+            and not r[0].startswith("-")}
+    assert sorted(rows) == sorted(["numpy (book)", "funcnn, no cache",
+                                   "funcnn, first process (fills the cache)",
+                                   "funcnn, later processes (cache filled)"])
+    for row in rows.values():
+        processes, total, best, imported = int(row[1]), *(number(c) for c in row[2:5])
+        assert processes == 1 and total >= best > 0 and imported > 0

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from funcnn import losses, metrics
 
@@ -135,3 +137,16 @@ def test_metric_errors_name_the_metric() -> None:
     with pytest.raises(TypeError, match=r"binary_accuracy: predictions must be floating-point, "
                                         r"got int32"):
         metrics.binary_accuracy(jnp.array([[1], [0]]), jnp.array([[1], [0]]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from([0.0, 1.0, 2.0, -1.0, np.nan, np.inf, -np.inf]),
+                         min_size=1, max_size=5).map(tuple), min_size=1, max_size=6)
+       .filter(lambda rows: len({len(r) for r in rows}) == 1))
+def test_first_argmax_equals_argmax_with_ties_infinities_and_nan(rows: list[tuple[float, ...]],
+                                                                  ) -> None:
+    values = np.asarray(rows, np.float32)
+    np.testing.assert_array_equal(metrics.first_argmax(values),
+                                  jnp.argmax(jnp.asarray(values), axis=-1))
+    np.testing.assert_array_equal(jax.jit(metrics.first_argmax)(values),
+                                  np.argmax(values, axis=-1))

@@ -251,6 +251,11 @@ def test_bad_inputs_to_fit_are_clear_errors() -> None:
     with pytest.raises(fn.LayerError, match=r"serial\[0\]/Dense: expected last dimension 2, "
                                             r"got 3"):
         call(x=np.ones((30, 3), np.float32))
+    for unroll in (0, 1.5, True):
+        with pytest.raises(ValueError, match=r"fit: unroll must be a positive int or None, "
+                                             rf"got {unroll!r}"):
+            fn.fit(net, params, state, sgd(0.1), categorical_crossentropy, x, y, key=KEY,
+                   epochs=1, batch_size=7, unroll=unroll, progress=False)
     with pytest.raises(ValueError, match=r"loss returned shape \(\) for a batch of 30"):
         fn.fit(net, params, state, sgd(0.1), lambda p, t: categorical_crossentropy(p, t).mean(),
                x, y, key=KEY, epochs=1, progress=False)
@@ -272,3 +277,58 @@ def test_predict_and_evaluate_in_batches_equal_one_big_batch() -> None:
     np.testing.assert_array_equal(fn.predict_classes(probs), [[0], [0], [1]])
     np.testing.assert_array_equal(fn.predict_classes(jnp.array([[-1.0], [2.0]]), 0.0),
                                   [[0], [1]])
+
+
+def test_epoch_orders_are_permutations_fixed_by_key_and_epoch() -> None:
+    seed = fn.train.key_seed(jax.random.key(3))
+    orders = fn.train.epoch_orders(seed, np.array([0, 1, 5]), 50)
+    assert orders.shape == (3, 50) and orders.dtype == np.int32
+    for order in orders:
+        np.testing.assert_array_equal(np.sort(order), np.arange(50))
+    assert not np.array_equal(orders[0], orders[1])
+    # epoch 5's order does not depend on which other epochs were drawn with it (resume)
+    np.testing.assert_array_equal(fn.train.epoch_orders(seed, np.array([5]), 50)[0], orders[2])
+    other = fn.train.epoch_orders(fn.train.key_seed(jax.random.key(4)), np.array([0]), 50)
+    assert not np.array_equal(other[0], orders[0])
+    # raw uint32 keys work too, and an ensemble's keys give one set of orders per member
+    np.testing.assert_array_equal(fn.train.key_seed(jax.random.PRNGKey(3)),
+                                  fn.train.key_seed(jax.random.key(3)))
+    keys = jax.random.split(jax.random.key(3), 2)
+    stacked = fn.train.epoch_orders(fn.train.key_seed(keys), np.array([0, 1]), 50)
+    assert stacked.shape == (2, 2, 50)
+    np.testing.assert_array_equal(
+        stacked[1], fn.train.epoch_orders(fn.train.key_seed(keys[1]), np.array([0, 1]), 50))
+
+
+def test_fit_visits_samples_in_the_epoch_orders() -> None:
+    """With sgd(0) nothing changes but the order: a loss that records nothing cannot show
+    it, so train a linear model with one sample per batch: the result depends on the order,
+    and equals a hand-written loop over `epoch_orders`."""
+    net = fn.serial(fn.Dense(1))
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(12, 3)).astype(np.float32)
+    y = rng.normal(size=(12, 1)).astype(np.float32)
+    params, state = net.init(KEY, (3,))
+    result = fn.fit(net, params, state, sgd(0.1), mean_squared_error, x, y, key=KEY, epochs=2,
+                    batch_size=1, progress=False)
+    p = jax.tree.map(np.asarray, params)
+    for order in fn.train.epoch_orders(fn.train.key_seed(KEY), np.arange(2), 12):
+        for i in order:
+            err = x[i] @ p["0_dense"]["w"] + p["0_dense"]["b"] - y[i]
+            p = {"0_dense": {"w": p["0_dense"]["w"] - 0.1 * 2 * np.outer(x[i], err),
+                             "b": p["0_dense"]["b"] - 0.1 * 2 * err}}
+    chex.assert_trees_all_close(result.params, p, rtol=1e-5, atol=1e-6)
+
+
+def test_unrolled_minibatch_loop_trains_the_same_as_a_rolled_one() -> None:
+    assert fn.train.auto_unroll(32, 12_730) == 4  # the book's digit net at batch 32
+    assert fn.train.auto_unroll(128, 118_282) == 1  # 784-128-128-10 at batch 128
+    net = small_net()
+    x, y = blobs(30)
+    params, state = net.init(KEY, (2,))
+    runs = [fn.fit(net, params, state, adam(0.05), categorical_crossentropy, x, y, key=KEY,
+                   epochs=3, batch_size=4, unroll=unroll, metric=categorical_accuracy,
+                   progress=False) for unroll in (1, 3, None)]
+    for run in runs[1:]:
+        chex.assert_trees_all_close(run.params, runs[0].params, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(run.history.loss, runs[0].history.loss, rtol=1e-5)
