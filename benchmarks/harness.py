@@ -93,6 +93,7 @@ def measure(problem: Problem, factories: Sequence[tuple[str, Callable[[], Runner
             m.note = f"skipped: {err.name or err} not installed"
             log(f"  {name}: {m.note}")
             continue
+        m.note = getattr(runner, "note", "")
         m.first_s = _timed(runner)[0]
         log(f"  {name}: first run {m.first_s:.3f} s")
         runners.append((runner, m))

@@ -174,7 +174,11 @@ class FusedConfig:
 
 
 BEST_FUSED = FusedConfig()
-"""The fastest combination found by fused_search.py on this machine (see docs/performance.md)."""
+"""The baseline of fused_search.py: the fastest combination on W1-W3 (docs/performance.md)."""
+
+BEST_BY_WORKLOAD = {"W4": FusedConfig(unroll=4)}
+"""Workloads whose fastest combination differs from BEST_FUSED: W4's 90 us steps run 29%
+faster unrolled 4 times (fused_search.py --workloads W4)."""
 
 
 def _epoch_body(problem: Problem, cfg: FusedConfig, step: Callable[..., Carry]) -> Callable[
@@ -223,13 +227,15 @@ def _epoch_body(problem: Problem, cfg: FusedConfig, step: Callable[..., Carry]) 
 class JaxFusedRunner:
     """All epochs of a run in one jitted program: scan over epochs, scan over minibatches."""
 
-    def __init__(self, config: FusedConfig = BEST_FUSED, name: str = "jax fused scan") -> None:
-        self.cfg = config
+    def __init__(self, config: FusedConfig | None = None, name: str = "jax fused scan",
+                 ) -> None:
+        self.config = config  # None: the workload's best (BEST_BY_WORKLOAD or BEST_FUSED)
         self.name = name
 
     def setup(self, problem: Problem) -> None:
         self.problem = problem
-        cfg = self.cfg
+        cfg = self.config or BEST_BY_WORKLOAD.get(problem.workload.name, BEST_FUSED)
+        self.cfg = cfg
         wl = problem.workload
         step = make_step(problem, cfg.loss)
         self.x, self.y = jnp.asarray(problem.x), jnp.asarray(problem.y)

@@ -261,6 +261,15 @@ class KerasRunner:
                                                              decay_rate=wl.decay)
         self.model.compile(optimizer=keras.optimizers.Adam(lr, epsilon=1e-7),
                            loss="sparse_categorical_crossentropy")
+        # One epoch per run: the shared order, pre-gathered (untimed), and no shuffling, so
+        # Keras sees the same minibatches as everyone else. Several epochs: Keras shuffles
+        # itself (its own order and cost), and its accuracy may differ more.
+        self.note = ""
+        self.x, self.y = problem.x, problem.y
+        if wl.batch_size is not None and wl.epochs == 1:
+            self.x, self.y = problem.x[problem.orders[0]], problem.y[problem.orders[0]]
+        elif wl.batch_size is not None:
+            self.note = "own shuffles"  # peers.OWN_SHUFFLES
 
     def reset(self) -> None:
         self.model.set_weights([a for w, b in self.problem.init for a in (w, b)])
@@ -270,8 +279,9 @@ class KerasRunner:
 
     def run(self) -> None:
         p = self.problem
-        self.model.fit(p.x, p.y, batch_size=p.batch_size, epochs=p.workload.epochs,
-                       shuffle=p.workload.batch_size is not None, verbose=0)
+        shuffle = p.workload.batch_size is not None and p.workload.epochs > 1
+        self.model.fit(self.x, self.y, batch_size=p.batch_size, epochs=p.workload.epochs,
+                       shuffle=shuffle, verbose=0)
 
     def weights(self) -> Weights:
         arrays = self.model.get_weights()

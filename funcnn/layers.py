@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -304,9 +305,22 @@ def Step() -> Layer:
     return Activation(activations.step, "Step")
 
 
+_LAST_AXIS_SOFTMAX: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+"""The `apply` functions of layers made by `Softmax()` over the last axis."""
+
+
 def Softmax(axis: int = -1) -> Layer:
     """Stable softmax over `axis` (the last by default)."""
-    return Activation(lambda x: activations.softmax(x, axis), "Softmax", axis=axis)
+    layer = Activation(lambda x: activations.softmax(x, axis), "Softmax", axis=axis)
+    if axis == -1:
+        _LAST_AXIS_SOFTMAX.add(layer.apply)
+    return layer
+
+
+def is_last_axis_softmax(layer: Layer) -> bool:
+    """True for a layer made by `Softmax()` (over the last axis); not for other layers that
+    happen to be named "Softmax"."""
+    return layer.apply in _LAST_AXIS_SOFTMAX
 
 
 def LogSoftmax(axis: int = -1) -> Layer:

@@ -123,6 +123,70 @@ def categorical_crossentropy(probs: ArrayLike, labels: ArrayLike) -> Array:
     return -_pick(clipped_log(p), y, sparse)
 
 
+def _softmax_and_clipped_log(logits: Array) -> tuple[Array, Array]:
+    """`softmax(z)` and `log(clip(softmax(z), 1e-7, 1 - 1e-7))`, the log taken in the log
+    domain (`z - logsumexp(z)`, then clipped): one log per row instead of one per class."""
+    shifted = logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
+    exps = jnp.exp(shifted)
+    total = jnp.sum(exps, axis=-1, keepdims=True)
+    low, high = np.log(CLIP), np.log1p(-CLIP)
+    return exps / total, jnp.clip(shifted - jnp.log(total), low, high)
+
+
+@jax.custom_jvp
+def _softmax_then_cce(logits: Array, targets: Array) -> Array:
+    """`-sum_c t_c log clip(softmax(z)_c)` with the book's combined derivative."""
+    return -jnp.sum(targets * _softmax_and_clipped_log(logits)[1], axis=-1)
+
+
+@_softmax_then_cce.defjvp
+def _softmax_then_cce_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Array],
+                          ) -> tuple[Array, Array]:
+    (z, t), (dz, dt) = primals, tangents
+    p, log_p = _softmax_and_clipped_log(z)
+    d_logits = p * jnp.sum(t, axis=-1, keepdims=True) - t  # the book's `p - y` for one-hot y
+    return -jnp.sum(t * log_p, axis=-1), jnp.sum(d_logits * dz - log_p * dt, axis=-1)
+
+
+def softmax_categorical_crossentropy(logits: ArrayLike, labels: ArrayLike, *,
+                                     name: str = "softmax_categorical_crossentropy") -> Array:
+    """`categorical_crossentropy(softmax(z), y)` from logits, with the book's combined
+    backward (chapter 9): the gradient is `softmax(z) - y` (times `sum(y)` for soft labels),
+    one fused expression instead of the softmax Jacobian times `-1/p`. The value is the
+    book's, clipped; the gradient ignores the clip, as the book's combined class does.
+
+    `fit` uses it by itself for a `serial(..., Softmax())` trained with
+    `categorical_crossentropy`; `name` is the loss named in error messages.
+    """
+    z, y, sparse = class_targets(name, logits, labels)
+    if not sparse:
+        return _softmax_then_cce(z, y)
+    index = y.astype(jnp.int32)
+    in_range = (index >= 0) & (index < z.shape[-1])
+    return jnp.where(in_range, _softmax_then_sparse_cce(z, index), jnp.nan)
+
+
+@jax.custom_jvp
+def _softmax_then_sparse_cce(logits: Array, index: Array) -> Array:
+    """`-log clip(softmax(z)[y])` for integer labels, with the book's `p - onehot(y)`."""
+    return -_pick_sparse(_softmax_and_clipped_log(logits)[1], index)
+
+
+@_softmax_then_sparse_cce.defjvp
+def _softmax_then_sparse_cce_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Array],
+                                 ) -> tuple[Array, Array]:
+    (z, index), (dz, _) = primals, tangents
+    p, log_p = _softmax_and_clipped_log(z)
+    hit = jax.lax.broadcasted_iota(jnp.int32, z.shape, z.ndim - 1) == index[..., None]
+    return -_pick_sparse(log_p, index), jnp.sum(jnp.where(hit, p - 1, p) * dz, axis=-1)
+
+
+def _pick_sparse(values: Array, index: Array) -> Array:
+    """`values[..., index]` as a masked sum (no gather, whose gradient is a scatter)."""
+    hit = jax.lax.broadcasted_iota(jnp.int32, values.shape, values.ndim - 1) == index[..., None]
+    return jnp.sum(jnp.where(hit, values, 0), axis=-1)
+
+
 def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> Array:
     """`-log_softmax(z)[y]` on logits, stable for any finite logits, no clipping.
 

@@ -25,10 +25,20 @@ def first_argmax(values: ArrayLike) -> Array:
 
 
 def categorical_accuracy(predictions: ArrayLike, labels: ArrayLike) -> Array:
-    """`argmax(p) == y` per example; one-hot labels go through argmax too."""
+    """`argmax(p) == y` per example (ties go to the first class, as in NumPy); one-hot
+    labels go through argmax too. A row of predictions holding NaN counts as wrong.
+
+    Computed as `p[y] > max(p[:y]) and p[y] >= max(p[y+1:])`: three independent reductions
+    that XLA fuses into one pass (argmax needs two passes, the second after the first)."""
     p, y, sparse = class_targets("categorical_accuracy", predictions, labels)
-    truth = y if sparse else first_argmax(y)
-    return (first_argmax(p) == truth).astype(p.dtype)
+    truth = (y if sparse else first_argmax(y)).astype(jnp.int32)[..., None]
+    classes = jax.lax.broadcasted_iota(jnp.int32, p.shape, p.ndim - 1)
+    lowest = jnp.asarray(-jnp.inf, p.dtype)
+    picked = jnp.max(jnp.where(classes == truth, p, lowest), axis=-1)
+    before = jnp.max(jnp.where(classes < truth, p, lowest), axis=-1)
+    after = jnp.max(jnp.where(classes > truth, p, lowest), axis=-1)
+    first = jnp.where(truth[..., 0] == 0, picked >= before, picked > before)
+    return (first & (picked >= after)).astype(p.dtype)
 
 
 def binary_accuracy(predictions: ArrayLike, targets: ArrayLike, threshold: float = 0.5) -> Array:

@@ -135,4 +135,6 @@ def test_from_the_books_start_funcnn_follows_the_books_numpy_loop(
     reference = example("numpy_reference").main([*flags, "--epochs", updates])
     figures = run(script, "--book-stream", "--epochs", updates).figures
     assert figures["test_loss"] == pytest.approx(reference["test_loss"], rel=1e-5)
-    assert figures["test_acc"] == pytest.approx(reference["test_acc"], abs=1e-6)
+    # the test set has 300 points; one lying on a decision boundary (margin ~1e-6) may fall
+    # either way with float32 rounding, so accuracies agree to one point
+    assert figures["test_acc"] == pytest.approx(reference["test_acc"], abs=1 / 300 + 1e-6)

@@ -199,7 +199,8 @@ def test_losses_under_jit_equal_eager() -> None:
 
 
 @pytest.mark.parametrize("loss", [losses.categorical_crossentropy,
-                                  losses.softmax_cross_entropy])
+                                  losses.softmax_cross_entropy,
+                                  losses.softmax_categorical_crossentropy])
 def test_out_of_range_labels_under_jit_give_nan_not_another_class(
         loss: Callable[[jax.Array, jax.Array], jax.Array]) -> None:
     """Under jit labels cannot be checked; a bad one must not silently pick a class."""
@@ -208,7 +209,8 @@ def test_out_of_range_labels_under_jit_give_nan_not_another_class(
     np.testing.assert_allclose(out[2], loss(BOOK_PROBS[2:], jnp.array([1]))[0], rtol=1e-6)
 
 
-CLASS_LOSSES = [losses.categorical_crossentropy, losses.softmax_cross_entropy]
+CLASS_LOSSES = [losses.categorical_crossentropy, losses.softmax_cross_entropy,
+                losses.softmax_categorical_crossentropy]
 ELEMENT_LOSSES = [losses.binary_crossentropy, losses.sigmoid_binary_cross_entropy,
                   losses.mean_squared_error, losses.mean_absolute_error]
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -256,3 +258,43 @@ def test_element_target_errors(loss: LossFn) -> None:
     with pytest.raises(TypeError, match=rf"{name}: predictions must be floating-point, got "
                                         r"int32"):
         loss(jnp.zeros((4, 1), jnp.int32), jnp.zeros((4, 1)))
+
+
+ZS = jnp.array(  # logits: ordinary rows, a clipped row (p[y] ~ 1e-17), a tie
+    [[2.0, 1.0, 0.1], [0.5, -1.0, 3.0], [30.0, -10.0, 0.0], [0.0, 0.0, 0.0]])
+ZS_LABELS = jnp.array([0, 2, 1, 1])
+
+
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_softmax_categorical_crossentropy_has_the_books_value_and_combined_gradient(
+        one_hot: bool) -> None:
+    """Chapter 9: the value is the book's clipped CCE of softmax(z); the gradient is
+    `softmax(z) - y`, also where the clip is active (row 2: p[y] ~ 1e-17)."""
+    y = jax.nn.one_hot(ZS_LABELS, 3) if one_hot else ZS_LABELS
+    expected = losses.categorical_crossentropy(activations.softmax(ZS), y)
+    np.testing.assert_allclose(losses.softmax_categorical_crossentropy(ZS, y), expected,
+                               rtol=1e-6)
+    assert float(losses.softmax_categorical_crossentropy(ZS, y)[2]) == pytest.approx(
+        -math.log(1e-7), rel=1e-6)
+    grad = jax.grad(lambda z: jnp.sum(losses.softmax_categorical_crossentropy(z, y)))(ZS)
+    combined = activations.softmax(ZS) - jax.nn.one_hot(ZS_LABELS, 3)
+    np.testing.assert_allclose(grad, combined, atol=1e-7)
+    # forward mode agrees with reverse mode
+    tangent = jnp.arange(12.0).reshape(4, 3) / 10
+    _, forward = jax.jvp(lambda z: losses.softmax_categorical_crossentropy(z, y), (ZS,),
+                         (tangent,))
+    np.testing.assert_allclose(forward, jnp.sum(combined * tangent, axis=-1), rtol=1e-6)
+
+
+def test_softmax_categorical_crossentropy_soft_labels_and_second_derivatives() -> None:
+    soft = jnp.array([[0.7, 0.2, 0.1], [0.0, 0.5, 0.5]])
+    z = ZS[:2]
+    expected = losses.categorical_crossentropy(activations.softmax(z), soft)
+    np.testing.assert_allclose(losses.softmax_categorical_crossentropy(z, soft), expected,
+                               rtol=1e-6)
+    grad = jax.grad(lambda v: jnp.sum(losses.softmax_categorical_crossentropy(v, soft)))(z)
+    np.testing.assert_allclose(grad, activations.softmax(z) - soft, atol=1e-7)
+    # the Hessian of a row is that of the cross-entropy: diag(p) - p p^T
+    hessian = jax.hessian(lambda v: losses.softmax_categorical_crossentropy(v, soft[0]))(z[0])
+    p = activations.softmax(z[0])
+    np.testing.assert_allclose(hessian, jnp.diag(p) - jnp.outer(p, p), atol=1e-6)

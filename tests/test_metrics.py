@@ -150,3 +150,20 @@ def test_first_argmax_equals_argmax_with_ties_infinities_and_nan(rows: list[tupl
                                   jnp.argmax(jnp.asarray(values), axis=-1))
     np.testing.assert_array_equal(jax.jit(metrics.first_argmax)(values),
                                   np.argmax(values, axis=-1))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 5).flatmap(lambda c: st.tuples(
+    st.lists(st.lists(st.sampled_from([0.0, 1.0, 2.0, -1.0, np.inf, -np.inf, np.nan]),
+                      min_size=c, max_size=c), min_size=1, max_size=6),
+    st.lists(st.integers(0, c - 1), min_size=6, max_size=6))))
+def test_categorical_accuracy_equals_argmax_and_counts_nan_rows_wrong(
+        case: tuple[list[list[float]], list[int]]) -> None:
+    rows, labels = case
+    p = np.asarray(rows, np.float32)
+    y = np.asarray(labels[:len(rows)], np.int32)
+    expected = (np.argmax(p, axis=-1) == y) & ~np.isnan(p).any(axis=-1)
+    np.testing.assert_array_equal(metrics.categorical_accuracy(p, y), expected.astype(np.float32))
+    one_hot = np.eye(p.shape[1], dtype=np.float32)[y]
+    np.testing.assert_array_equal(jax.jit(metrics.categorical_accuracy)(p, one_hot),
+                                  expected.astype(np.float32))

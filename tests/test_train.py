@@ -332,3 +332,24 @@ def test_unrolled_minibatch_loop_trains_the_same_as_a_rolled_one() -> None:
     for run in runs[1:]:
         chex.assert_trees_all_close(run.params, runs[0].params, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(run.history.loss, runs[0].history.loss, rtol=1e-5)
+
+
+def test_softmax_output_with_categorical_crossentropy_takes_the_combined_gradient() -> None:
+    net = small_net()
+    body = fn.train.softmax_output_body(net, categorical_crossentropy)
+    assert body is not None and len(body.children) == len(net.children) - 1
+    # only a layer made by Softmax() over the last axis, and only with that loss
+    assert fn.train.softmax_output_body(net, lambda p, y: categorical_crossentropy(p, y)) is None
+    lookalike = fn.serial(fn.Dense(3), fn.Activation(jnp.tanh, "Softmax"))
+    assert fn.train.softmax_output_body(lookalike, categorical_crossentropy) is None
+    assert fn.train.softmax_output_body(fn.serial(fn.Dense(3), fn.Softmax(axis=0)),
+                                        categorical_crossentropy) is None
+    # the same training as through autodiff of softmax and the clipped log, to rounding
+    x, y = blobs(30)
+    params, state = net.init(KEY, (2,))
+    runs = [fn.fit(net, params, state, adam(0.02), loss, x, y, key=KEY, epochs=5, batch_size=8,
+                   metric=categorical_accuracy, progress=False)
+            for loss in (categorical_crossentropy, lambda p, t: categorical_crossentropy(p, t))]
+    chex.assert_trees_all_close(runs[0].params, runs[1].params, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(runs[0].history.loss, runs[1].history.loss, rtol=1e-5)
+    np.testing.assert_array_equal(runs[0].history.accuracy, runs[1].history.accuracy)
