@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from run_jax import block
 from workloads import Problem, Weights
@@ -34,7 +33,7 @@ def load_weights(params: dict[str, Any], init: Weights) -> dict[str, Any]:
         have = (tuple(params[name]["w"].shape), tuple(params[name]["b"].shape))
         if have != (w.shape, b.shape):
             raise ValueError(f"{name}: funcnn shapes {have} differ from {(w.shape, b.shape)}")
-        out[name] = {"w": jnp.asarray(w), "b": jnp.asarray(b)}
+        out[name] = {"w": jax.device_put(w), "b": jax.device_put(b)}
     return out
 
 
@@ -61,7 +60,7 @@ class FuncnnRunner:
         params, self.state = self.net.init(self.key, (wl.sizes[0],))
         self.init_params = load_weights(params, problem.init)
         self.optimizer = adam(wl.learning_rate, decay=wl.decay, eps=1e-7)
-        self.x, self.y = jnp.asarray(problem.x), jnp.asarray(problem.y)
+        self.x, self.y = jax.device_put((problem.x, problem.y))
         extra: dict[str, Any] = {} if self.unroll is None else {"unroll": self.unroll}
 
         def train(params: Any, opt_state: Any) -> Any:

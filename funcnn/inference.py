@@ -20,9 +20,18 @@ from funcnn.metrics import first_argmax
 from funcnn.typing import Array, ArrayLike, LossFn, MetricFn, Params, State
 
 
+def on_device(value: ArrayLike) -> Array:
+    """`jnp.asarray(value)` for data: arrays stay as they are; anything else is transferred
+    with `jax.device_put`, which, unlike `jnp.asarray`, compiles nothing per shape."""
+    if isinstance(value, jax.Array):
+        return value
+    placed: Array = jax.device_put(np.asarray(value))
+    return placed
+
+
 def check_data(where: str, x: ArrayLike, y: ArrayLike | None = None) -> tuple[Array, Array | None]:
     """Move data to the device and check it: floating x, one sample per row of x and y."""
-    x_arr = jnp.asarray(x)
+    x_arr = on_device(x)
     if x_arr.ndim < 1:
         raise ValueError(f"{where}: x must have a leading sample axis, got a scalar")
     if not jnp.issubdtype(x_arr.dtype, jnp.floating):
@@ -32,7 +41,7 @@ def check_data(where: str, x: ArrayLike, y: ArrayLike | None = None) -> tuple[Ar
         raise ValueError(f"{where}: x holds no samples")
     if y is None:
         return x_arr, None
-    y_arr = jnp.asarray(y)
+    y_arr = on_device(y)
     if y_arr.ndim < 1 or y_arr.shape[0] != x_arr.shape[0]:
         got = y_arr.shape[0] if y_arr.ndim else "a scalar"
         raise ValueError(f"{where}: x has {x_arr.shape[0]} samples but y has {got}")

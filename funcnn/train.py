@@ -415,9 +415,8 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
                        unroll=unroll, mesh=mesh, n_params=count_params(params))
     cfg = prep.cfg
     # Private copies: the compiled program donates (reuses) these buffers.
-    params = owned_copy(cfg, params)
-    state = owned_copy(cfg, state)
-    opt_state = owned_copy(cfg, optimizer.init(params) if opt_state is None else opt_state)
+    params, state, opt_state = owned_copy(
+        cfg, (params, state, optimizer.init(params) if opt_state is None else opt_state))
     seed = key_seed(key)
     key = key if cfg.mesh is None else parallel.replicate(key, cfg.mesh)
     history = History()
@@ -478,6 +477,5 @@ def epoch_inputs(cfg: TrainConfig, ids: NumpyArray, active: NumpyArray, seed: Nu
     orders = (epoch_orders(seed, ids, n) if cfg.shuffle and cfg.batch_size is not None
               else None)
     if cfg.mesh is None:
-        return jnp.asarray(ids), jnp.asarray(active), None if orders is None else jnp.asarray(
-            orders)
+        return jax.device_put((ids, active, orders))  # type: ignore[no-any-return]
     return parallel.replicate((ids, active, orders), cfg.mesh)  # type: ignore[no-any-return]

@@ -66,18 +66,28 @@ def float_dtype() -> np.dtype[Any]:
     return np.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
 
 
+def zeros_of(shape: tuple[int, ...], dtype: Any, like: Any = None) -> Array:
+    """`jnp.zeros(shape, dtype)`; outside tracing made on the host and transferred, which
+    compiles nothing (`jnp.zeros` compiles a small program per shape, ~10 ms each)."""
+    if isinstance(like, jax.core.Tracer):
+        return jnp.zeros(shape, dtype)
+    placed: Array = jax.device_put(np.zeros(shape, dtype))
+    return placed
+
+
 def zeros_buffer(params: PyTree) -> PyTree:
     """Zeros shaped like `params`, in at least the default float precision (so bfloat16
     parameters get float32 moments)."""
     return jax.tree.map(
-        lambda p: jnp.zeros(jnp.shape(p), jnp.promote_types(jnp.result_type(p), float_dtype())),
+        lambda p: zeros_of(jnp.shape(p), jnp.promote_types(jnp.result_type(p), float_dtype()),
+                           p),
         params,
     )
 
 
 def zero_count() -> Array:
     """The int32 step counter of a fresh state."""
-    return jnp.zeros((), jnp.int32)
+    return zeros_of((), np.int32)
 
 
 def increment_count(count: Array) -> Array:
