@@ -19,6 +19,15 @@ from jax.sharding import Mesh
 
 from funcnn import activations, parallel
 from funcnn.combinators import serial
+from funcnn.epochs import (
+    SMALL_STEP,
+    STEPS_PER_PROGRAM,
+    auto_unroll,
+    epoch_inputs,
+    epoch_orders,
+    epochs_per_program,
+    key_seed,
+)
 from funcnn.history import Callback, History
 from funcnn.inference import (
     batch_plan,
@@ -41,15 +50,15 @@ from funcnn.typing import (
     ArrayLike,
     LossFn,
     MetricFn,
-    NumpyArray,
     Params,
     PRNGKey,
     PyTree,
     State,
 )
 
-__all__ = ["FitResult", "NonFiniteLossError", "PreparedFit", "StepMetrics", "TrainConfig",
-           "epoch_orders", "evaluate", "fit", "key_seed", "make_train_step", "predict",
+__all__ = ["SMALL_STEP", "STEPS_PER_PROGRAM", "FitResult", "NonFiniteLossError", "PreparedFit",
+           "StepMetrics", "TrainConfig", "auto_unroll", "epoch_inputs", "epoch_orders",
+           "epochs_per_program", "evaluate", "fit", "key_seed", "make_train_step", "predict",
            "predict_classes", "prepare_fit", "run_epochs"]
 
 
@@ -177,6 +186,7 @@ class TrainConfig(NamedTuple):
     val_batch_size: int
     unroll: int
     mesh: Mesh | None = None
+    rollback: bool = True  # restore a non-finite epoch's starting values in the program
 
 
 def _split_rows(cfg: TrainConfig, arrays: PyTree) -> PyTree:
@@ -238,8 +248,9 @@ def run_epochs(cfg: TrainConfig, params: Params, state: State, opt_state: PyTree
                ) -> tuple[Params, State, PyTree, dict[str, Array]]:
     """The pure training program: epochs `epoch_ids` (those with `active`), epoch `e` with
     key `fold_in(key, e)` (dropout) and sample order `orders[i]` (None: unshuffled; see
-    `epoch_orders`). An epoch whose loss is not finite is rolled back and every later
-    one skipped. Returns params, state, opt_state and per-epoch figures (arrays of shape
+    `epoch_orders`). Every epoch after one whose loss is not finite is skipped; with
+    `cfg.rollback` that epoch is also undone (else the caller restores it, see `fit`).
+    Returns params, state, opt_state and per-epoch figures (arrays of shape
     `(len(epoch_ids),)`: `History` names plus `finite` and `ran` flags). `jax.vmap` over
     params, state, opt_state and key trains an ensemble (see `funcnn.ensemble`)."""
     n = jnp.float32(x.shape[0])
@@ -266,8 +277,10 @@ def run_epochs(cfg: TrainConfig, params: Params, state: State, opt_state: PyTree
         reg_loss = cfg.net.penalty(new[0])
         data_loss = data_sum / n
         finite = run & jnp.isfinite(data_loss + reg_loss)
-        kept = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new,
-                            (params, state, opt_state))
+        kept = new
+        if cfg.rollback:
+            kept = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new,
+                                (params, state, opt_state))
         logs = {"data_loss": data_loss, "reg_loss": reg_loss, "loss": data_loss + reg_loss,
                 "learning_rate": current_learning_rate(kept[2]), "finite": finite,
                 "ran": run}
@@ -287,23 +300,6 @@ def run_epochs(cfg: TrainConfig, params: Params, state: State, opt_state: PyTree
 
 
 _run_epochs_jit = jax.jit(run_epochs, static_argnums=(0,), donate_argnums=(1, 2, 3))
-
-
-STEPS_PER_PROGRAM = 4000
-"""About how many steps one compiled call runs when no callback needs every epoch."""
-
-
-def epochs_per_program(n_batches: int, epochs: int, has_callbacks: bool) -> int:
-    """How many epochs one compiled call runs: one when callbacks must see every epoch;
-    else up to `STEPS_PER_PROGRAM` steps' worth, spread evenly over the calls so that the
-    last call runs few skipped (padding) epochs. Each call costs a few milliseconds of host
-    work and a synchronisation (measured: 6% of the book's 20-epoch digit run with 1000
-    steps per call)."""
-    if has_callbacks or epochs <= 1:
-        return 1
-    most = max(1, STEPS_PER_PROGRAM // n_batches)
-    calls = math.ceil(epochs / most)
-    return math.ceil(epochs / calls)
 
 
 class PreparedFit(NamedTuple):
@@ -359,18 +355,6 @@ def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransfo
     return PreparedFit(cfg, x_arr, y_arr, x_val, y_val, math.ceil(n / size))
 
 
-SMALL_STEP = 1_000_000
-"""Steps of at most this many multiply-adds (batch size x params) are unrolled 4 times."""
-
-
-def auto_unroll(batch_size: int, n_params: int) -> int:
-    """The minibatch scan's unroll factor: 4 for small steps, whose time is mostly the
-    loop's own per-step cost (measured: 29% faster for the 784-16-16-10 digit net at batch
-    32, about 0.4 s more compilation), 1 otherwise (unrolling larger steps made them slower:
-    9-21% at batch 1024 with 118k params)."""
-    return 4 if batch_size * n_params <= SMALL_STEP else 1
-
-
 def owned_copy(cfg: TrainConfig, tree: PyTree) -> PyTree:
     """A private copy of `tree` that a compiled program may donate: on the default device,
     or replicated over the mesh."""
@@ -413,7 +397,9 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
                        validation_data=validation_data,
                        validation_batch_size=validation_batch_size, shuffle=shuffle,
                        unroll=unroll, mesh=mesh, n_params=count_params(params))
-    cfg = prep.cfg
+    # No rollback inside the program: keeping each epoch's starting values alive beside
+    # the loop cost 5-7% of a small step (measured); a failed call is replayed instead.
+    cfg = prep.cfg._replace(rollback=False)
     # Private copies: the compiled program donates (reuses) these buffers.
     params, state, opt_state = owned_copy(
         cfg, (params, state, optimizer.init(params) if opt_state is None else opt_state))
@@ -427,15 +413,22 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
         while done < epochs:
             ids = np.arange(initial_epoch + done, initial_epoch + done + chunk, dtype=np.int32)
             active = np.arange(done, done + chunk) < epochs
+            inputs = epoch_inputs(cfg, ids, active, seed, prep.x.shape[0])
+            start = owned_copy(cfg, (params, state, opt_state))
             params, state, opt_state, logs = _run_epochs_jit(
                 cfg, params, state, opt_state, prep.x, prep.y, prep.x_val, prep.y_val, key,
-                *epoch_inputs(cfg, ids, active, seed, prep.x.shape[0]))
+                *inputs)
             host = jax.device_get(logs)
             stop = False
             for i in range(int(np.sum(host["ran"]))):
                 epoch_logs = {k: float(v[i]) for k, v in host.items()
                               if k not in ("finite", "ran")}
                 if not host["finite"][i]:
+                    # replay the call's epochs before the failed one from its start
+                    before = active & (np.arange(chunk) < i)
+                    params, state, opt_state, _ = _run_epochs_jit(
+                        cfg, *start, prep.x, prep.y, prep.x_val, prep.y_val, key,
+                        *epoch_inputs(cfg, ids, before, seed, prep.x.shape[0]))
                     raise NonFiniteLossError(int(ids[i]), FitResult(params, state, opt_state,
                                                                     history))
                 history.append(int(ids[i]), epoch_logs)
@@ -448,34 +441,3 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
     finally:
         bar.close()
     return FitResult(params, state, opt_state, history)
-
-
-def key_seed(key: PRNGKey) -> NumpyArray:
-    """The words of a key (typed or raw uint32), on the host: `(..., words)` uint32."""
-    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        key = jax.random.key_data(key)
-    return np.asarray(jax.device_get(key), np.uint32)
-
-
-def epoch_orders(seed: NumpyArray, ids: NumpyArray, n: int) -> NumpyArray:
-    """The sample orders of epochs `ids`: `(len(ids), n)` int32, epoch `e`'s a permutation
-    by NumPy's generator seeded with the key's words and `e` (drawn on the host: an
-    on-device sort-based shuffle cost 10-25% of an epoch). A `seed` with leading axes
-    (an ensemble's keys) gives orders with those axes first."""
-    if seed.ndim > 1:
-        return np.stack([epoch_orders(s, ids, n) for s in seed])
-    words = [int(w) for w in seed]
-    return np.stack([np.random.default_rng([*words, int(e)]).permutation(n).astype(np.int32)
-                     for e in ids])
-
-
-def epoch_inputs(cfg: TrainConfig, ids: NumpyArray, active: NumpyArray, seed: NumpyArray,
-                 n: int) -> tuple[Array, Array, Array | None]:
-    """The epoch ids, active flags and sample orders (None without shuffling) of one program
-    call, as device arrays."""
-    orders = (epoch_orders(seed, ids, n) if cfg.shuffle and cfg.batch_size is not None
-              else None)
-    if cfg.mesh is None:
-        return jax.device_put((ids, active, orders))  # type: ignore[no-any-return]
-    return parallel.replicate((ids, active, orders), cfg.mesh)  # type: ignore[no-any-return]

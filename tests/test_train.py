@@ -152,6 +152,12 @@ def test_non_finite_loss_stops_with_the_epoch_and_last_finite_params() -> None:
     replay = fn.fit(net, params, state, sgd(10.0), mean_squared_error, x, y, key=KEY,
                     epochs=err.epoch, progress=False)
     chex.assert_trees_all_equal(replay.params, err.result.params)
+    # with a callback every call runs one epoch: the failed call's start is the answer
+    with pytest.raises(fn.NonFiniteLossError) as per_epoch:
+        fn.fit(net, params, state, sgd(10.0), mean_squared_error, x, y, key=KEY, epochs=200,
+               progress=False, callbacks=[lambda e, logs, p: False])
+    assert per_epoch.value.epoch == err.epoch
+    chex.assert_trees_all_equal(per_epoch.value.result.params, err.result.params)
 
 
 def test_an_optax_optimizer_trains_through_fit() -> None:
