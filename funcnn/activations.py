@@ -54,9 +54,40 @@ def leaky_relu(x: ArrayLike, negative_slope: float = 0.01) -> Array:
     return jnp.where(x > 0, x, negative_slope * x)
 
 
+SMALL_LAST_AXIS = 16
+"""Up to this many entries, `row_max` and `row_sum` combine whole columns element-wise
+instead of reducing along the short last axis, which XLA:CPU does one row at a time
+(measured on the book's 3-class spiral net: the accuracy's reductions alone cost 8% of a
+training step)."""
+
+
+def row_max(x: Array) -> Array:
+    """`jnp.max(x, axis=-1, keepdims=True)`; column by column for a short last axis."""
+    if x.ndim == 0 or x.shape[-1] > SMALL_LAST_AXIS:
+        return jnp.max(x, axis=-1, keepdims=True)
+    out = x[..., 0]
+    for c in range(1, x.shape[-1]):
+        out = jnp.maximum(out, x[..., c])
+    return out[..., None]
+
+
+def row_sum(x: Array) -> Array:
+    """`jnp.sum(x, axis=-1, keepdims=True)`; column by column for a short last axis."""
+    if x.ndim == 0 or x.shape[-1] > SMALL_LAST_AXIS:
+        return jnp.sum(x, axis=-1, keepdims=True)
+    out = x[..., 0]
+    for c in range(1, x.shape[-1]):
+        out = out + x[..., c]
+    return out[..., None]
+
+
 def softmax(x: ArrayLike, axis: int = -1) -> Array:
     """`exp(x - max x) / sum exp(x - max x)` along `axis` (stable for |x| up to float max)."""
     x = _inexact(x)
+    if axis in (-1, x.ndim - 1):
+        shifted = x - jax.lax.stop_gradient(row_max(x))
+        exps = jnp.exp(shifted)
+        return exps / row_sum(exps)
     shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
     exps = jnp.exp(shifted)
     return exps / jnp.sum(exps, axis=axis, keepdims=True)
@@ -65,5 +96,8 @@ def softmax(x: ArrayLike, axis: int = -1) -> Array:
 def log_softmax(x: ArrayLike, axis: int = -1) -> Array:
     """`x - max x - log(sum exp(x - max x))` along `axis`; never -inf for finite x."""
     x = _inexact(x)
+    if axis in (-1, x.ndim - 1):
+        shifted = x - jax.lax.stop_gradient(row_max(x))
+        return shifted - jnp.log(row_sum(jnp.exp(shifted)))
     shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
     return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))

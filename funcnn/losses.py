@@ -126,9 +126,9 @@ def categorical_crossentropy(probs: ArrayLike, labels: ArrayLike) -> Array:
 def _softmax_and_clipped_log(logits: Array) -> tuple[Array, Array]:
     """`softmax(z)` and `log(clip(softmax(z), 1e-7, 1 - 1e-7))`, the log taken in the log
     domain (`z - logsumexp(z)`, then clipped): one log per row instead of one per class."""
-    shifted = logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
+    shifted = logits - jax.lax.stop_gradient(activations.row_max(logits))
     exps = jnp.exp(shifted)
-    total = jnp.sum(exps, axis=-1, keepdims=True)
+    total = activations.row_sum(exps)
     low, high = np.log(CLIP), np.log1p(-CLIP)
     return exps / total, jnp.clip(shifted - jnp.log(total), low, high)
 
@@ -178,13 +178,14 @@ def _softmax_then_sparse_cce_jvp(primals: tuple[Array, Array], tangents: tuple[A
     (z, index), (dz, _) = primals, tangents
     p, log_p = _softmax_and_clipped_log(z)
     hit = jax.lax.broadcasted_iota(jnp.int32, z.shape, z.ndim - 1) == index[..., None]
-    return -_pick_sparse(log_p, index), jnp.sum(jnp.where(hit, p - 1, p) * dz, axis=-1)
+    return -_pick_sparse(log_p, index), activations.row_sum(jnp.where(hit, p - 1, p) * dz)[
+        ..., 0]
 
 
 def _pick_sparse(values: Array, index: Array) -> Array:
     """`values[..., index]` as a masked sum (no gather, whose gradient is a scatter)."""
     hit = jax.lax.broadcasted_iota(jnp.int32, values.shape, values.ndim - 1) == index[..., None]
-    return jnp.sum(jnp.where(hit, values, 0), axis=-1)
+    return activations.row_sum(jnp.where(hit, values, 0))[..., 0]
 
 
 def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> Array:

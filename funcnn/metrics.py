@@ -9,6 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from funcnn import activations
 from funcnn.losses import class_targets, same_shape_targets
 from funcnn.typing import Array, ArrayLike
 
@@ -24,6 +25,20 @@ def first_argmax(values: ArrayLike) -> Array:
     return jnp.min(jnp.where(top, index, v.shape[-1]), axis=-1)
 
 
+def _label_is_first_max_by_columns(p: Array, truth: Array) -> Array:
+    """`first_argmax(p) == truth` (False for rows with NaN or labels out of range), one
+    column of `p` at a time: only element-wise operations over the batch."""
+    columns = [p[..., c] for c in range(p.shape[-1])]
+    picked = columns[0]
+    for c, column in enumerate(columns[1:], start=1):
+        picked = jnp.where(truth == c, column, picked)
+    correct = (truth >= 0) & (truth < len(columns)) & ~jnp.isnan(picked)
+    for c, column in enumerate(columns):
+        beaten = jnp.where(c < truth, column >= picked, column > picked)
+        correct = correct & ((c == truth) | ~(beaten | jnp.isnan(column)))
+    return correct
+
+
 def categorical_accuracy(predictions: ArrayLike, labels: ArrayLike) -> Array:
     """`argmax(p) == y` per example (ties go to the first class, as in NumPy); one-hot
     labels go through argmax too. A row of predictions holding NaN counts as wrong.
@@ -31,7 +46,10 @@ def categorical_accuracy(predictions: ArrayLike, labels: ArrayLike) -> Array:
     Computed as `p[y] > max(p[:y]) and p[y] >= max(p[y+1:])`: three independent reductions
     that XLA fuses into one pass (argmax needs two passes, the second after the first)."""
     p, y, sparse = class_targets("categorical_accuracy", predictions, labels)
-    truth = (y if sparse else first_argmax(y)).astype(jnp.int32)[..., None]
+    truth = (y if sparse else first_argmax(y)).astype(jnp.int32)
+    if p.shape[-1] <= activations.SMALL_LAST_AXIS:  # element-wise over columns
+        return _label_is_first_max_by_columns(p, truth).astype(p.dtype)
+    truth = truth[..., None]
     classes = jax.lax.broadcasted_iota(jnp.int32, p.shape, p.ndim - 1)
     lowest = jnp.asarray(-jnp.inf, p.dtype)
     picked = jnp.max(jnp.where(classes == truth, p, lowest), axis=-1)

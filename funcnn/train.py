@@ -295,7 +295,8 @@ def run_epochs(cfg: TrainConfig, params: Params, state: State, opt_state: PyTree
         return (*kept, healthy & (finite | ~run)), logs
 
     (params, state, opt_state, _), logs = jax.lax.scan(
-        epoch, (params, state, opt_state, jnp.bool_(True)), (epoch_ids, active, orders))
+        epoch, (params, state, opt_state, jnp.bool_(True)), (epoch_ids, active, orders),
+        unroll=cfg.unroll if cfg.batch_size is None else 1)  # full batch: a step per epoch
     return _replicated(cfg, (params, state, opt_state, logs))  # type: ignore[no-any-return]
 
 
@@ -345,7 +346,7 @@ def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransfo
                                                                  x_val.shape[0]),
                                     x_val.shape[0])
     if unroll is None:
-        unroll = auto_unroll(size, n_params) if batch_size is not None else 1
+        unroll = auto_unroll(size, n_params)
     elif not isinstance(unroll, int) or isinstance(unroll, bool) or unroll < 1:
         raise ValueError(f"{where}: unroll must be a positive int or None, got {unroll!r}")
     cfg = TrainConfig(net, loss, optimizer, metric, None if batch_size is None else size,
@@ -390,7 +391,7 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
     Across processes, every process calls `fit` with the same arguments.
 
     `unroll` unrolls the scan over minibatches that many times; None picks 4 for small
-    steps (batch size x params <= 1e6), where the loop's own cost dominates, else 1.
+    steps (batch size x params <= 2e6), where the loop's own cost dominates, else 1.
     """
     prep = prepare_fit("fit", net, loss, optimizer, metric, x, y, epochs=epochs,
                        initial_epoch=initial_epoch, batch_size=batch_size,
