@@ -201,3 +201,15 @@ def test_softmax_and_log_softmax_agree_with_float64_numpy(x: np.ndarray) -> None
     assert np.all(np.isfinite(ls)) and np.all(ls <= 0)
     np.testing.assert_allclose(s, np_softmax(x), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(ls, np_log_softmax(x), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("classes", [1, 3, 16, 17, 40])
+def test_row_max_and_row_sum_equal_the_reductions_on_both_paths(classes: int) -> None:
+    x = jnp.asarray(np.random.default_rng(classes).normal(size=(5, 7, classes)), jnp.float32)
+    np.testing.assert_array_equal(activations.row_max(x), jnp.max(x, axis=-1, keepdims=True))
+    np.testing.assert_allclose(activations.row_sum(x), jnp.sum(x, axis=-1, keepdims=True),
+                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(activations.softmax(x), jax.nn.softmax(x, axis=-1), rtol=1e-6,
+                               atol=1e-7)
+    np.testing.assert_allclose(activations.log_softmax(x), jax.nn.log_softmax(x, axis=-1),
+                               rtol=1e-6, atol=1e-6)

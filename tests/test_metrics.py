@@ -167,3 +167,14 @@ def test_categorical_accuracy_equals_argmax_and_counts_nan_rows_wrong(
     one_hot = np.eye(p.shape[1], dtype=np.float32)[y]
     np.testing.assert_array_equal(jax.jit(metrics.categorical_accuracy)(p, one_hot),
                                   expected.astype(np.float32))
+
+
+def test_categorical_accuracy_with_many_classes_takes_the_reduction_path() -> None:
+    rng = np.random.default_rng(3)
+    p = rng.integers(0, 4, size=(64, 20)).astype(np.float32)  # many ties
+    y = rng.integers(0, 20, size=64).astype(np.int32)
+    expected = (np.argmax(p, axis=-1) == y).astype(np.float32)
+    assert expected.sum() > 0
+    np.testing.assert_array_equal(metrics.categorical_accuracy(p, y), expected)
+    np.testing.assert_array_equal(jax.jit(metrics.categorical_accuracy)(p, np.eye(20)[y]),
+                                  expected)
