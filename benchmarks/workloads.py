@@ -64,7 +64,9 @@ def scaled(workload: Workload, mode: str) -> Workload:
         ("W1", "quick"): {}, ("W1", "tiny"): {"samples": 100, "epochs": 50},
         ("W2", "quick"): {"samples": 15_000}, ("W2", "tiny"): {"samples": 2_048},
         ("W3", "quick"): {"samples": 15_000}, ("W3", "tiny"): {"samples": 4_096},
-        ("W4", "quick"): {"epochs": 5}, ("W4", "tiny"): {"samples": 800, "epochs": 2},
+        # W4 stays whole in --quick: after fewer epochs the digit net is still on the steep
+        # part of its curve, where Keras' own shuffles moved its accuracy by 0.10
+        ("W4", "quick"): {}, ("W4", "tiny"): {"samples": 800, "epochs": 2},
     }[(workload.name, mode)]
     return replace(workload, **small)
 
