@@ -175,7 +175,8 @@ def fit_ensemble(net: Layer, params: Params, state: State, optimizer: GradientTr
         keys = parallel.replicate(keys, cfg.mesh)
     histories = [History() for _ in range(members)]
     diverged: list[int | None] = [None] * members
-    chunk = epochs_per_program(prep.n_batches, epochs, has_callbacks=False)
+    chunk = epochs_per_program(prep.n_batches, epochs, has_callbacks=False,
+                               order_entries=members * prep.x.shape[0] if cfg.shuffle else 0)
     bar = ProgressBar(epochs, enabled=progress)
     done = 0
     try:

@@ -20,8 +20,8 @@ from funcnn.typing import Array, NumpyArray, PRNGKey
 if TYPE_CHECKING:
     from funcnn.train import TrainConfig
 
-__all__ = ["SMALL_STEP", "STEPS_PER_PROGRAM", "auto_unroll", "epoch_inputs", "epoch_orders",
-           "epochs_per_program", "key_seed"]
+__all__ = ["MAX_ORDER_ENTRIES", "SMALL_STEP", "STEPS_PER_PROGRAM", "auto_unroll",
+           "epoch_inputs", "epoch_orders", "epochs_per_program", "key_seed"]
 
 
 SMALL_STEP = 2_000_000
@@ -41,15 +41,23 @@ STEPS_PER_PROGRAM = 4000
 """About how many steps one compiled call runs when no callback needs every epoch."""
 
 
-def epochs_per_program(n_batches: int, epochs: int, has_callbacks: bool) -> int:
+MAX_ORDER_ENTRIES = 16 * 1024 * 1024
+"""At most this many sample indices (64 MiB of int32) of epoch orders go into one call."""
+
+
+def epochs_per_program(n_batches: int, epochs: int, has_callbacks: bool,
+                       order_entries: int = 0) -> int:
     """How many epochs one compiled call runs: one when callbacks must see every epoch;
     else up to `STEPS_PER_PROGRAM` steps' worth, spread evenly over the calls so that the
-    last call runs few skipped (padding) epochs. Each call costs a few milliseconds of host
-    work and a synchronisation (measured: 6% of the book's 20-epoch digit run with 1000
-    steps per call)."""
+    last call runs few skipped (padding) epochs. Each call costs a synchronisation and
+    host work (measured: about 3 ms per call for the book's digit net). `order_entries`,
+    the sample indices of one epoch's orders (N, or K x N for an ensemble of K), caps a
+    call's orders at `MAX_ORDER_ENTRIES`."""
     if has_callbacks or epochs <= 1:
         return 1
     most = max(1, STEPS_PER_PROGRAM // n_batches)
+    if order_entries:  # the orders of one epoch (all members): keep a call's under 64 MiB
+        most = max(1, min(most, MAX_ORDER_ENTRIES // order_entries))
     calls = math.ceil(epochs / most)
     return math.ceil(epochs / calls)
 

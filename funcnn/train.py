@@ -407,7 +407,8 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
     seed = key_seed(key)
     key = key if cfg.mesh is None else parallel.replicate(key, cfg.mesh)
     history = History()
-    chunk = epochs_per_program(prep.n_batches, epochs, bool(callbacks))
+    chunk = epochs_per_program(prep.n_batches, epochs, bool(callbacks),
+                               order_entries=prep.x.shape[0] if cfg.shuffle else 0)
     bar = ProgressBar(epochs, enabled=progress)
     done = 0
     try:

@@ -359,3 +359,15 @@ def test_softmax_output_with_categorical_crossentropy_takes_the_combined_gradien
     chex.assert_trees_all_close(runs[0].params, runs[1].params, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(runs[0].history.loss, runs[1].history.loss, rtol=1e-5)
     np.testing.assert_array_equal(runs[0].history.accuracy, runs[1].history.accuracy)
+
+
+def test_epochs_per_program_spreads_calls_evenly_and_bounds_the_orders() -> None:
+    from funcnn.epochs import MAX_ORDER_ENTRIES, epochs_per_program
+
+    assert epochs_per_program(125, 20, False) == 20  # the digit net: one call
+    assert epochs_per_program(1, 10_000, False) == 3334  # 3 calls, 2 padding epochs
+    assert epochs_per_program(469, 1, False) == 1
+    assert epochs_per_program(10, 50, True) == 1  # callbacks see every epoch
+    # 64 members x 60,000 samples: a call's orders stay within MAX_ORDER_ENTRIES
+    chunk = epochs_per_program(469, 100, False, order_entries=64 * 60_000)
+    assert chunk * 64 * 60_000 <= MAX_ORDER_ENTRIES and chunk >= 1
