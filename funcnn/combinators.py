@@ -71,7 +71,7 @@ def serial(*layers: Layer) -> Layer:
         return params, state
 
     # One compiled program per input shape, instead of one small one per operation of every
-    # layer's init (measured: 0.28 s -> 0.03 s for three Dense layers with a warm cache).
+    # layer's init (measured, the digit net in a fresh process: 1.09 s -> 0.9 s).
     compiled_build = jax.jit(build, static_argnums=1)
 
     def init(key: PRNGKey, input_shape: Shape) -> tuple[Params, State]:
