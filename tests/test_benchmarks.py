@@ -109,3 +109,13 @@ def test_cold_start_tiny_prints_a_row_per_setting() -> None:
     for row in rows.values():
         processes, total, best, imported = int(row[1]), *(number(c) for c in row[2:5])
         assert processes == 1 and total >= best > 0 and imported > 0
+
+
+def test_ensembles_tiny_prints_a_row_per_case() -> None:
+    proc = run_script("ensembles.py", "--tiny", "--repeats", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = table_rows(proc.stdout, "2")
+    assert [r[1] for r in rows] == ["20 full-batch epochs", "4 epochs of batches of 32"]
+    for row in rows:
+        ensemble, separate = (number(cell.split(" s")[0]) for cell in row[2:4])
+        assert ensemble > 0 and separate > 0
