@@ -17,6 +17,11 @@ from typing import Protocol
 
 from workloads import Problem, Weights, accuracy
 
+OWN_SHUFFLES = "own shuffles"
+"""The `note` of a runner that cannot use the shared minibatch orders (Keras over several
+epochs): it sees other minibatches, so `peers.py` allows it three times the accuracy
+tolerance."""
+
 
 class Runner(Protocol):
     """One implementation of the training run."""

@@ -28,7 +28,7 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from harness import Measurement, Runner, fmt, measure, table
+from harness import OWN_SHUFFLES, Measurement, Runner, fmt, measure, table
 from workloads import WORKLOADS, Problem, make_problem, scaled
 
 PEERS: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -41,9 +41,6 @@ PEERS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "equinox": ("run_peers", "EquinoxRunner", {}),
     "keras": ("run_peers", "KerasRunner", {}),
 }
-OWN_SHUFFLES = "own shuffles"
-"""The note of a runner that cannot use the shared minibatch orders (Keras over several
-epochs)."""
 TOLERANCE = {"W1": 0.05, "W2": 0.02, "W3": 0.02, "W4": 0.03}
 """Largest accepted |accuracy - funcnn's accuracy|: shuffles differ (funcnn and Keras draw
 their own) and float32 rounding differs between libraries. W1 is chaotic: implementations
@@ -100,11 +97,11 @@ def report(problem: Problem, results: list[Measurement], limit: Any,
             frac = fraction_of_limit(limit, steps, m.median_s,
                                      None if last == problem.batch_size else last,
                                      problem.batch_size)
-        # an implementation that shuffles with its own generator sees other minibatches: the
-        # order alone moved W4's final accuracy by up to 0.04 (measured), so it gets twice
-        # the tolerance
+        # an implementation that shuffles with its own generator sees other minibatches:
+        # over five full runs Keras' W4 accuracy lay between 0.731 and 0.827 around the
+        # shared-order 0.793, so it gets three times the tolerance
         ok = ref is None or abs(m.accuracy - ref.accuracy) <= tolerance * (
-            2 if m.note == OWN_SHUFFLES else 1)
+            3 if m.note == OWN_SHUFFLES else 1)
         agree &= ok
         rows.append([m.name, fmt(m.median_s / steps * 1e3), fmt(m.best_s / steps * 1e3),
                      fmt(m.median_s / epochs), fmt(ratio, 2),

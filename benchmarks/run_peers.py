@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 import numpy as np
+from harness import OWN_SHUFFLES
 from workloads import Problem, Weights
 
 
@@ -264,12 +265,11 @@ class KerasRunner:
         # One epoch per run: the shared order, pre-gathered (untimed), and no shuffling, so
         # Keras sees the same minibatches as everyone else. Several epochs: Keras shuffles
         # itself (its own order and cost), and its accuracy may differ more.
-        self.note = ""
+        self.shuffle = wl.batch_size is not None and wl.epochs > 1
+        self.note = OWN_SHUFFLES if self.shuffle else ""
         self.x, self.y = problem.x, problem.y
         if wl.batch_size is not None and wl.epochs == 1:
             self.x, self.y = problem.x[problem.orders[0]], problem.y[problem.orders[0]]
-        elif wl.batch_size is not None:
-            self.note = "own shuffles"  # peers.OWN_SHUFFLES
 
     def reset(self) -> None:
         self.model.set_weights([a for w, b in self.problem.init for a in (w, b)])
@@ -279,9 +279,8 @@ class KerasRunner:
 
     def run(self) -> None:
         p = self.problem
-        shuffle = p.workload.batch_size is not None and p.workload.epochs > 1
         self.model.fit(self.x, self.y, batch_size=p.batch_size, epochs=p.workload.epochs,
-                       shuffle=shuffle, verbose=0)
+                       shuffle=self.shuffle, verbose=0)
 
     def weights(self) -> Weights:
         arrays = self.model.get_weights()

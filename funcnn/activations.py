@@ -81,23 +81,25 @@ def row_sum(x: Array) -> Array:
     return out[..., None]
 
 
+def _axis_max(x: Array, axis: int) -> Array:
+    """`jnp.max(x, axis, keepdims=True)`, by columns (`row_max`) over a short last axis."""
+    return row_max(x) if axis in (-1, x.ndim - 1) else jnp.max(x, axis=axis, keepdims=True)
+
+
+def _axis_sum(x: Array, axis: int) -> Array:
+    """`jnp.sum(x, axis, keepdims=True)`, by columns (`row_sum`) over a short last axis."""
+    return row_sum(x) if axis in (-1, x.ndim - 1) else jnp.sum(x, axis=axis, keepdims=True)
+
+
 def softmax(x: ArrayLike, axis: int = -1) -> Array:
     """`exp(x - max x) / sum exp(x - max x)` along `axis` (stable for |x| up to float max)."""
     x = _inexact(x)
-    if axis in (-1, x.ndim - 1):
-        shifted = x - jax.lax.stop_gradient(row_max(x))
-        exps = jnp.exp(shifted)
-        return exps / row_sum(exps)
-    shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
-    exps = jnp.exp(shifted)
-    return exps / jnp.sum(exps, axis=axis, keepdims=True)
+    exps = jnp.exp(x - jax.lax.stop_gradient(_axis_max(x, axis)))
+    return exps / _axis_sum(exps, axis)
 
 
 def log_softmax(x: ArrayLike, axis: int = -1) -> Array:
     """`x - max x - log(sum exp(x - max x))` along `axis`; never -inf for finite x."""
     x = _inexact(x)
-    if axis in (-1, x.ndim - 1):
-        shifted = x - jax.lax.stop_gradient(row_max(x))
-        return shifted - jnp.log(row_sum(jnp.exp(shifted)))
-    shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
-    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))
+    shifted = x - jax.lax.stop_gradient(_axis_max(x, axis))
+    return shifted - jnp.log(_axis_sum(jnp.exp(shifted), axis))

@@ -307,9 +307,8 @@ def test_epoch_orders_are_permutations_fixed_by_key_and_epoch() -> None:
 
 
 def test_fit_visits_samples_in_the_epoch_orders() -> None:
-    """With sgd(0) nothing changes but the order: a loss that records nothing cannot show
-    it, so train a linear model with one sample per batch: the result depends on the order,
-    and equals a hand-written loop over `epoch_orders`."""
+    """A linear model trained one sample per batch ends where the samples' order leads it:
+    `fit` equals a hand-written SGD loop over `epoch_orders`."""
     net = fn.serial(fn.Dense(1))
     rng = np.random.default_rng(1)
     x = rng.normal(size=(12, 3)).astype(np.float32)
