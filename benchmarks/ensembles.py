@@ -20,9 +20,9 @@ import jax
 from harness import fmt, table
 
 import funcnn as fn
-from funcnn.ensemble import fit_ensemble, init_ensemble
 from funcnn.losses import categorical_crossentropy
 from funcnn.metrics import categorical_accuracy
+from funcnn.training.ensemble import fit_ensemble, init_ensemble
 
 CASES = [(4, 1000, None), (16, 1000, None), (16, 100, 32), (64, 1000, None)]
 """(members K, epochs, batch size; None = full batch)."""

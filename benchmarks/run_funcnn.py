@@ -1,4 +1,4 @@
-"""funcnn's own training loop: `funcnn.train.fit` with the public layers, loss and Adam."""
+"""funcnn's own training loop: `funcnn.fit` with the public layers, loss and Adam."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from workloads import Problem, Weights
 
 def build_net(problem: Problem) -> Any:
     """`serial(Dense, act, ..., Dense, Softmax)` for the workload's layer sizes."""
-    from funcnn.combinators import serial
-    from funcnn.layers import Dense, ReLU, Sigmoid, Softmax
+    from funcnn.nn import Dense, ReLU, Sigmoid, Softmax, serial
 
     wl = problem.workload
     act = ReLU if wl.hidden == "relu" else Sigmoid
@@ -51,7 +50,7 @@ class FuncnnRunner:
         from funcnn.losses import categorical_crossentropy
         from funcnn.metrics import categorical_accuracy
         from funcnn.optim import adam
-        from funcnn.train import fit
+        from funcnn.training import fit
 
         self.problem = problem
         wl = problem.workload

@@ -189,7 +189,7 @@ def shared_orders(seed: int, epochs: int, n: int) -> NumpyArray:
     implementation sees the same minibatches (funcnn still draws its own, inside its time)."""
     import jax
 
-    from funcnn.train import epoch_orders, key_seed
+    from funcnn.training import epoch_orders, key_seed
 
     return epoch_orders(key_seed(jax.random.key(seed)), np.arange(epochs), n)
 

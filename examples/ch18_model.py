@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> book.Outcome:
     test = fn.evaluate(net, result.params, result.state, categorical_crossentropy, x_test,
                        y_test, metric=categorical_accuracy)
     probs = fn.predict(net, result.params, result.state, x_test)
-    predicted = fn.predict_classes(probs)
+    predicted = fn.classes_from_outputs(probs)
     print(f"predict: first ten test samples {predicted[:10].tolist()}, "
           f"labels {y_test[:10].tolist()}, accuracy {float(jnp.mean(predicted == y_test)):.3f}")
     figures = book.final_figures(result.history)

@@ -22,10 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import funcnn as fn
-from funcnn.ensemble import evaluate_ensemble, fit_ensemble
 from funcnn.losses import categorical_crossentropy
 from funcnn.metrics import categorical_accuracy
 from funcnn.optim import adam
+from funcnn.training.ensemble import evaluate_ensemble, fit_ensemble
 from funcnn.tree import tree_stack
 from funcnn.typing import NumpyArray
 

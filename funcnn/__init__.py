@@ -2,18 +2,31 @@
 
 Networks are `Layer(init, apply, penalty)` triples of pure functions over plain dicts
 of arrays; see the guide in docs/ for the path from one neuron to a trained classifier.
+
+The packages: `funcnn.nn` (layers), `funcnn.training` (step, fit, evaluate, ensembles),
+`funcnn.optim` (optimizers), `funcnn.data` and `funcnn.datasets` (arrays in, arrays out),
+the array math (`activations`, `initializers`, `losses`, `metrics`), `checkpoint`,
+`parallel`, and the `funcnn` command in `funcnn.cli`. Every public name of `funcnn.nn` and
+`funcnn.training` is also a name here.
 """
 
+from __future__ import annotations
+
+import importlib
+import types
+
 from funcnn import (
+    _moved,
     activations,
     data,
     datasets,
-    ensemble,
     initializers,
     losses,
     metrics,
+    nn,
     optim,
     parallel,
+    training,
 )
 from funcnn.checkpoint import (
     CheckpointError,
@@ -22,85 +35,47 @@ from funcnn.checkpoint import (
     read_metadata,
     save_checkpoint,
 )
-from funcnn.combinators import named, serial, summary, summary_table
 from funcnn.compile_cache import enable_compilation_cache
-from funcnn.ensemble import fit_ensemble, init_ensemble, predict_ensemble
-from funcnn.errors import LayerError, LayerTypeError
 from funcnn.gradcheck import GradientCheck, check_gradients
-from funcnn.history import EarlyStopping, History
-from funcnn.inference import Evaluation, evaluate, predict, predict_classes
-from funcnn.layers import (
-    Activation,
-    Dense,
-    Dropout,
-    Flatten,
-    Layer,
-    LeakyReLU,
-    Linear,
-    LogSoftmax,
-    ReLU,
-    Sigmoid,
-    Softmax,
-    Step,
-    Tanh,
-)
-from funcnn.train import FitResult, NonFiniteLossError, StepMetrics, fit, make_train_step
+from funcnn.nn import *  # noqa: F403  (the layer API: one line per new layer module there)
+from funcnn.training import *  # noqa: F403
 from funcnn.tree import count_params, tree_stack, tree_unstack
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+_moved.install()
 
 __all__ = [
-    "Activation",
     "CheckpointError",
-    "Dense",
-    "Dropout",
-    "EarlyStopping",
-    "Evaluation",
-    "FitResult",
-    "Flatten",
     "GradientCheck",
-    "History",
-    "Layer",
-    "LayerError",
-    "LayerTypeError",
-    "LeakyReLU",
-    "Linear",
-    "LogSoftmax",
-    "NonFiniteLossError",
-    "ReLU",
-    "Sigmoid",
-    "Softmax",
-    "Step",
-    "StepMetrics",
-    "Tanh",
+    "__version__",
     "activations",
     "check_gradients",
     "count_params",
     "data",
     "datasets",
     "enable_compilation_cache",
-    "ensemble",
-    "evaluate",
-    "fit",
-    "fit_ensemble",
-    "init_ensemble",
     "initializers",
     "load_checkpoint",
     "losses",
-    "make_train_step",
     "metrics",
-    "named",
+    "nn",
     "optim",
     "parallel",
-    "predict",
-    "predict_classes",
-    "predict_ensemble",
     "read_arrays",
     "read_metadata",
     "save_checkpoint",
-    "serial",
-    "summary",
-    "summary_table",
+    "training",
     "tree_stack",
     "tree_unstack",
+    *nn.__all__,
+    *training.__all__,
 ]
+
+
+def __getattr__(name: str) -> types.ModuleType:
+    """0.1 module names (`funcnn.ensemble`, ...) as deprecated aliases of their new homes."""
+    old = f"funcnn.{name}"
+    if old in _moved.MOVED_MODULES:
+        return importlib.import_module(old)  # its loader warns
+    raise AttributeError(f"module 'funcnn' has no attribute {name!r}")

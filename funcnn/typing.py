@@ -1,7 +1,7 @@
 """Type aliases shared by every funcnn module.
 
 Params and state are plain nested dicts of arrays (pytrees); a layer is the
-`funcnn.layers.Layer` NamedTuple of pure functions.
+`funcnn.nn.Layer` NamedTuple of pure functions.
 """
 
 from __future__ import annotations

@@ -22,10 +22,9 @@ import pytest
 
 from funcnn import FitResult, History, NonFiniteLossError, checkpoint, predict
 from funcnn.cli import main, one_line
-from funcnn.data import fit_min_max
-from funcnn.dataset_splits import load_splits
-from funcnn.demo import PLOTS
-from funcnn.model_spec import (
+from funcnn.cli.dataset_splits import load_splits
+from funcnn.cli.demo import PLOTS
+from funcnn.cli.model_spec import (
     ModelConfig,
     ModelInfo,
     Preprocessing,
@@ -34,7 +33,8 @@ from funcnn.model_spec import (
     params_template,
     save_model,
 )
-from funcnn.plots import confusion_matrix
+from funcnn.cli.plots import confusion_matrix
+from funcnn.data import fit_min_max
 
 FUNCNN = Path(sys.executable).parent / "funcnn"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 
 import funcnn as fn
-from funcnn.ensemble import (
+from funcnn.losses import categorical_crossentropy
+from funcnn.metrics import categorical_accuracy
+from funcnn.optim import adam, learning_rate, replace_hyperparams
+from funcnn.training.ensemble import (
     _run_ensemble_jit,
     evaluate_ensemble,
     fit_ensemble,
     init_ensemble,
     predict_ensemble,
 )
-from funcnn.losses import categorical_crossentropy
-from funcnn.metrics import categorical_accuracy
-from funcnn.optim import adam, learning_rate, replace_hyperparams
 from funcnn.tree import tree_stack, tree_unstack
 
 K = 3

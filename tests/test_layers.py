@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 import funcnn as fn
-from funcnn.combinators import output_shape
-from funcnn.layers import Layer
+from funcnn.nn import Layer, output_shape
 
 KEY = jax.random.key(0)
 BATCH = 5

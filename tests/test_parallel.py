@@ -172,11 +172,13 @@ EIGHT_DEVICES = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     import funcnn as fn
     from funcnn import parallel
-    from funcnn.ensemble import fit_ensemble, init_ensemble
+    from funcnn.training.ensemble import fit_ensemble, init_ensemble
     from funcnn.losses import categorical_crossentropy as cce
     from funcnn.metrics import categorical_accuracy as acc
     from funcnn.optim import adam
-    from funcnn.train import _run_epochs_jit, epoch_inputs, key_seed, owned_copy, prepare_fit
+    from funcnn.training.epochs import epoch_inputs, key_seed
+    from funcnn.training.fit import owned_copy, prepare_fit
+    from funcnn.training.loop import run_epochs_jit
 
     def largest(a, b):
         return max(jax.tree.leaves(jax.tree.map(
@@ -224,7 +226,7 @@ EIGHT_DEVICES = textwrap.dedent("""
                        batch_size=16, validation_data=(x_val, y_val),
                        validation_batch_size=None, shuffle=True, unroll=1, mesh=mesh)
     placed = [owned_copy(prep.cfg, t) for t in (params, state, opt.init(params))]
-    hlo = _run_epochs_jit.lower(
+    hlo = run_epochs_jit.lower(
         prep.cfg, *placed, prep.x, prep.y, prep.x_val, prep.y_val,
         parallel.replicate(args["key"], mesh),
         *epoch_inputs(prep.cfg, np.arange(3, dtype=np.int32), np.ones(3, bool),

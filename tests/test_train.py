@@ -36,7 +36,8 @@ def test_train_step_is_one_sgd_step_on_mean_loss_plus_penalty() -> None:
     x, y = blobs()
     params, state = net.init(KEY, (2,))
     opt = sgd(0.1)
-    step = jax.jit(fn.make_train_step(net, categorical_crossentropy, opt, categorical_accuracy))
+    step = jax.jit(fn.make_train_step(net, opt, categorical_crossentropy,
+                                      metric=categorical_accuracy))
     new_params, _, _, metrics = step(params, state, opt.init(params), x, y)
 
     def total(p):  # type: ignore[no-untyped-def]
@@ -73,7 +74,7 @@ def test_fit_without_shuffle_equals_a_hand_written_minibatch_loop() -> None:
     opt = adam(0.01)
     result = fn.fit(net, params, state, opt, categorical_crossentropy, x, y, key=KEY, epochs=2,
                     batch_size=7, shuffle=False, progress=False)
-    step = fn.make_train_step(net, categorical_crossentropy, opt)
+    step = fn.make_train_step(net, opt, categorical_crossentropy)
     p, s, o = params, state, opt.init(params)
     for _ in range(2):
         for start in range(0, 30, 7):
@@ -278,32 +279,32 @@ def test_predict_and_evaluate_in_batches_equal_one_big_batch() -> None:
                     metric=categorical_accuracy)
     np.testing.assert_allclose(a.loss, categorical_crossentropy(whole, y).mean(), rtol=1e-6)
     np.testing.assert_allclose(a.accuracy, categorical_accuracy(whole, y).mean())
-    np.testing.assert_array_equal(fn.predict_classes(whole), np.argmax(whole, axis=-1))
+    np.testing.assert_array_equal(fn.classes_from_outputs(whole), np.argmax(whole, axis=-1))
     probs = jnp.array([[0.2], [0.5], [0.51]])
-    np.testing.assert_array_equal(fn.predict_classes(probs), [[0], [0], [1]])
-    np.testing.assert_array_equal(fn.predict_classes(jnp.array([[-1.0], [2.0]]), 0.0),
+    np.testing.assert_array_equal(fn.classes_from_outputs(probs), [[0], [0], [1]])
+    np.testing.assert_array_equal(fn.classes_from_outputs(jnp.array([[-1.0], [2.0]]), 0.0),
                                   [[0], [1]])
 
 
 def test_epoch_orders_are_permutations_fixed_by_key_and_epoch() -> None:
-    seed = fn.train.key_seed(jax.random.key(3))
-    orders = fn.train.epoch_orders(seed, np.array([0, 1, 5]), 50)
+    seed = fn.training.key_seed(jax.random.key(3))
+    orders = fn.training.epoch_orders(seed, np.array([0, 1, 5]), 50)
     assert orders.shape == (3, 50) and orders.dtype == np.int32
     for order in orders:
         np.testing.assert_array_equal(np.sort(order), np.arange(50))
     assert not np.array_equal(orders[0], orders[1])
     # epoch 5's order does not depend on which other epochs were drawn with it (resume)
-    np.testing.assert_array_equal(fn.train.epoch_orders(seed, np.array([5]), 50)[0], orders[2])
-    other = fn.train.epoch_orders(fn.train.key_seed(jax.random.key(4)), np.array([0]), 50)
+    np.testing.assert_array_equal(fn.training.epoch_orders(seed, np.array([5]), 50)[0], orders[2])
+    other = fn.training.epoch_orders(fn.training.key_seed(jax.random.key(4)), np.array([0]), 50)
     assert not np.array_equal(other[0], orders[0])
     # raw uint32 keys work too, and an ensemble's keys give one set of orders per member
-    np.testing.assert_array_equal(fn.train.key_seed(jax.random.PRNGKey(3)),
-                                  fn.train.key_seed(jax.random.key(3)))
+    np.testing.assert_array_equal(fn.training.key_seed(jax.random.PRNGKey(3)),
+                                  fn.training.key_seed(jax.random.key(3)))
     keys = jax.random.split(jax.random.key(3), 2)
-    stacked = fn.train.epoch_orders(fn.train.key_seed(keys), np.array([0, 1]), 50)
+    stacked = fn.training.epoch_orders(fn.training.key_seed(keys), np.array([0, 1]), 50)
     assert stacked.shape == (2, 2, 50)
     np.testing.assert_array_equal(
-        stacked[1], fn.train.epoch_orders(fn.train.key_seed(keys[1]), np.array([0, 1]), 50))
+        stacked[1], fn.training.epoch_orders(fn.training.key_seed(keys[1]), np.array([0, 1]), 50))
 
 
 def test_fit_visits_samples_in_the_epoch_orders() -> None:
@@ -317,7 +318,7 @@ def test_fit_visits_samples_in_the_epoch_orders() -> None:
     result = fn.fit(net, params, state, sgd(0.1), mean_squared_error, x, y, key=KEY, epochs=2,
                     batch_size=1, progress=False)
     p = jax.tree.map(np.asarray, params)
-    for order in fn.train.epoch_orders(fn.train.key_seed(KEY), np.arange(2), 12):
+    for order in fn.training.epoch_orders(fn.training.key_seed(KEY), np.arange(2), 12):
         for i in order:
             err = x[i] @ p["0_dense"]["w"] + p["0_dense"]["b"] - y[i]
             p = {"0_dense": {"w": p["0_dense"]["w"] - 0.1 * 2 * np.outer(x[i], err),
@@ -326,8 +327,8 @@ def test_fit_visits_samples_in_the_epoch_orders() -> None:
 
 
 def test_unrolled_minibatch_loop_trains_the_same_as_a_rolled_one() -> None:
-    assert fn.train.auto_unroll(32, 12_730) == 4  # the book's digit net at batch 32
-    assert fn.train.auto_unroll(128, 118_282) == 1  # 784-128-128-10 at batch 128
+    assert fn.training.epochs.auto_unroll(32, 12_730) == 4  # the book's digit net at batch 32
+    assert fn.training.epochs.auto_unroll(128, 118_282) == 1  # 784-128-128-10 at batch 128
     net = small_net()
     x, y = blobs(30)
     params, state = net.init(KEY, (2,))
@@ -341,13 +342,14 @@ def test_unrolled_minibatch_loop_trains_the_same_as_a_rolled_one() -> None:
 
 def test_softmax_output_with_categorical_crossentropy_takes_the_combined_gradient() -> None:
     net = small_net()
-    body = fn.train.softmax_output_body(net, categorical_crossentropy)
+    body = fn.training.step.softmax_output_body(net, categorical_crossentropy)
     assert body is not None and len(body.children) == len(net.children) - 1
     # only a layer made by Softmax() over the last axis, and only with that loss
-    assert fn.train.softmax_output_body(net, lambda p, y: categorical_crossentropy(p, y)) is None
+    other_loss = lambda p, y: categorical_crossentropy(p, y)  # noqa: E731
+    assert fn.training.step.softmax_output_body(net, other_loss) is None
     lookalike = fn.serial(fn.Dense(3), fn.Activation(jnp.tanh, "Softmax"))
-    assert fn.train.softmax_output_body(lookalike, categorical_crossentropy) is None
-    assert fn.train.softmax_output_body(fn.serial(fn.Dense(3), fn.Softmax(axis=0)),
+    assert fn.training.step.softmax_output_body(lookalike, categorical_crossentropy) is None
+    assert fn.training.step.softmax_output_body(fn.serial(fn.Dense(3), fn.Softmax(axis=0)),
                                         categorical_crossentropy) is None
     # the same training as through autodiff of softmax and the clipped log, to rounding
     x, y = blobs(30)
@@ -361,7 +363,7 @@ def test_softmax_output_with_categorical_crossentropy_takes_the_combined_gradien
 
 
 def test_epochs_per_program_spreads_calls_evenly_and_bounds_the_orders() -> None:
-    from funcnn.epochs import MAX_ORDER_ENTRIES, epochs_per_program
+    from funcnn.training.epochs import MAX_ORDER_ENTRIES, epochs_per_program
 
     assert epochs_per_program(125, 20, False) == 20  # the digit net: one call
     assert epochs_per_program(1, 10_000, False) == 3334  # 3 calls, 2 padding epochs

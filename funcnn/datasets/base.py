@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from funcnn.data.splits import split_indices
 from funcnn.typing import NumpyArray, PRNGKey
 
 DIGIT_NAMES: tuple[str, ...] = tuple(str(d) for d in range(10))
@@ -69,8 +70,6 @@ def split_labelled(
     Stratified by default: every class keeps its share in both parts (see
     `funcnn.data.split_indices`).
     """
-    from funcnn.data import split_indices
-
     if not 0.0 < float(test_fraction) < 1.0:
         raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
     train_idx, test_idx = split_indices(

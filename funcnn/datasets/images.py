@@ -8,26 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 
+from funcnn.data.images import read_grayscale
 from funcnn.datasets.base import ImageDataset, LabelledImages, check_labelled
 from funcnn.typing import NumpyArray
-
-_MISSING_PILLOW = (
-    "reading images needs Pillow, which is not installed; "
-    "install it with `pip install funcnn[data]`"
-)
-
-
-def require_pillow() -> ModuleType:
-    """The `PIL.Image` module, or an ImportError that says how to install it."""
-    try:
-        from PIL import Image
-    except ImportError as error:
-        raise ImportError(_MISSING_PILLOW) from error
-    return Image
 
 
 def sorted_label_names(names: list[str]) -> tuple[str, ...]:
@@ -39,16 +25,6 @@ def sorted_label_names(names: list[str]) -> tuple[str, ...]:
 
 def _visible(path: Path) -> bool:
     return not path.name.startswith(".")
-
-
-def read_grayscale(path: Path) -> NumpyArray:
-    """One image file as a uint8 `(H, W)` array (Pillow's "L" conversion); errors name it."""
-    image_module = require_pillow()
-    try:
-        with image_module.open(path) as image:
-            return np.asarray(image.convert("L"), dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError) as error:
-        raise ValueError(f"{path}: cannot read as an image ({error})") from error
 
 
 def image_folder(

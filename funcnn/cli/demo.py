@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from funcnn.commands import PRESETS, SPLITS, TrainedModel, TrainOptions, train_model
-from funcnn.inference import predict
-from funcnn.model_spec import save_model
+from funcnn.cli.commands import PRESETS, SPLITS, TrainedModel, TrainOptions, train_model
+from funcnn.cli.model_spec import save_model
+from funcnn.training.inference import predict
 from funcnn.typing import NumpyArray
 
 PLOTS = ("spiral_curves.png", "spiral_regions.png", "digits_curves.png",
@@ -65,7 +65,7 @@ def _classifier(trained: TrainedModel) -> Callable[[NumpyArray], NumpyArray]:
 
 def run_demo(out: Path, scale: float, seed: int, progress: bool) -> None:
     """Train both models, print their figures, write checkpoints and PNG plots into `out`."""
-    from funcnn import plots
+    from funcnn.cli import plots
 
     plots.require_matplotlib()  # fail before training, not after
     out.mkdir(parents=True, exist_ok=True)

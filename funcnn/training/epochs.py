@@ -8,17 +8,14 @@ unrolled (`auto_unroll`).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from funcnn import parallel
+from funcnn.training.config import TrainConfig
 from funcnn.typing import Array, NumpyArray, PRNGKey
-
-if TYPE_CHECKING:
-    from funcnn.train import TrainConfig
 
 __all__ = ["MAX_ORDER_ENTRIES", "SMALL_STEP", "STEPS_PER_PROGRAM", "auto_unroll",
            "epoch_inputs", "epoch_orders", "epochs_per_program", "key_seed"]

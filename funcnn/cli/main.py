@@ -2,8 +2,8 @@
 
 Every failure ends the command with one line on stderr, `funcnn: error: ...`, and a
 non-zero exit status (2 for wrong arguments, 1 for anything else); set `FUNCNN_DEBUG=1`
-to see the traceback instead. The commands' bodies live in `funcnn.commands` and
-`funcnn.demo`.
+to see the traceback instead. The commands' bodies live in `funcnn.cli.commands` and
+`funcnn.cli.demo`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from funcnn.commands import BOOK_LEARNING_RATES, OPTIMIZERS, PRESETS, TrainOptions
+from funcnn.cli.commands import BOOK_LEARNING_RATES, OPTIMIZERS, PRESETS, TrainOptions
+from funcnn.cli.dataset_splits import DATASETS, GENERATED
+from funcnn.cli.model_spec import ACTIVATIONS, INITS
 from funcnn.compile_cache import default_cache_directory, enable_compilation_cache
-from funcnn.dataset_splits import DATASETS, GENERATED
-from funcnn.model_spec import ACTIVATIONS, INITS
 
 DEBUG_ENV = "FUNCNN_DEBUG"
 DEFAULT_OUT = "funcnn-out"
@@ -274,10 +274,10 @@ def run(args: argparse.Namespace) -> None:
         _check_model_file(args.model)
     if not args.no_compile_cache:
         enable_compile_cache()
-    from funcnn import commands
+    from funcnn.cli import commands
 
     if args.command == "demo":
-        from funcnn.demo import run_demo
+        from funcnn.cli.demo import run_demo
 
         run_demo(args.out, QUICK_SCALE if args.quick else args.epochs_scale, args.seed,
                  not args.no_progress)
@@ -293,7 +293,7 @@ def run(args: argparse.Namespace) -> None:
 
 def one_line(error: BaseException) -> str:
     """The message of `error` as one line (the diverged-training case in command terms)."""
-    from funcnn.train import NonFiniteLossError
+    from funcnn.training import NonFiniteLossError
 
     if isinstance(error, NonFiniteLossError):
         return (f"training diverged: the loss became non-finite in epoch {error.epoch + 1}; "

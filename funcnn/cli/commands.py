@@ -13,11 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcnn import optim
-from funcnn.combinators import summary_table
-from funcnn.dataset_splits import DataSplits, Part, check_samples, load_splits
-from funcnn.inference import Evaluation, evaluate_arrays, predict
-from funcnn.layers import Layer
-from funcnn.model_spec import (
+from funcnn.cli.dataset_splits import DataSplits, Part, check_samples, load_splits
+from funcnn.cli.model_spec import (
     LoadedModel,
     ModelConfig,
     ModelFileError,
@@ -29,8 +26,10 @@ from funcnn.model_spec import (
     loss_and_metric,
     save_model,
 )
+from funcnn.nn import Layer, summary_table
 from funcnn.optim.base import GradientTransformation
-from funcnn.train import fit
+from funcnn.training import fit
+from funcnn.training.inference import Evaluation, evaluate_arrays, predict
 from funcnn.typing import Array, LossFn, MetricFn, NumpyArray, Params, State
 
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam")
@@ -247,7 +246,7 @@ def read_image(path: Path, info: ModelInfo, invert: str) -> NumpyArray:
     """An image file as one raw sample of the model's input shape (pixels in the training
     data's range): grayscale, resized, optionally inverted."""
     from funcnn.data import preprocess_image
-    from funcnn.datasets.images import read_grayscale
+    from funcnn.data.images import read_grayscale
 
     if info.pixel_range is None:
         raise ModelFileError(f"{path}: the model (trained on {info.dataset}) takes samples of "

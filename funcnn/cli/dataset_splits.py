@@ -1,7 +1,7 @@
 """The `funcnn` command's named data sets as raw train / validation / test splits.
 
 Raw means as the loaders give them (points, sine samples, pixels in 0..16 or 0..255, as
-float32); the scaling is fitted on the training part (see `funcnn.model_spec`). Every split
+float32); the scaling is fitted on the training part (see `funcnn.cli.model_spec`). Every split
 is reproducible from the seed alone, so `funcnn evaluate` rebuilds the test part that
 `funcnn train` held out.
 

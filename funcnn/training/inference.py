@@ -6,83 +6,22 @@ repeated rows whose weight is 0, so every sample counts exactly once.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+import warnings
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import Sharding
 
-from funcnn.layers import Layer
 from funcnn.metrics import first_argmax
+from funcnn.nn.layer import Layer
+from funcnn.training.batching import (
+    batch_plan,
+    check_batch_size,
+    check_data,
+    checked_per_example,
+)
 from funcnn.typing import Array, ArrayLike, LossFn, MetricFn, Params, State
-
-
-def on_device(value: ArrayLike) -> Array:
-    """`jnp.asarray(value)` for data: arrays stay as they are; anything else is transferred
-    with `jax.device_put`, which, unlike `jnp.asarray`, compiles nothing per shape."""
-    if isinstance(value, jax.Array):
-        return value
-    placed: Array = jax.device_put(np.asarray(value))
-    return placed
-
-
-def check_data(where: str, x: ArrayLike, y: ArrayLike | None = None) -> tuple[Array, Array | None]:
-    """Move data to the device and check it: floating x, one sample per row of x and y."""
-    x_arr = on_device(x)
-    if x_arr.ndim < 1:
-        raise ValueError(f"{where}: x must have a leading sample axis, got a scalar")
-    if not jnp.issubdtype(x_arr.dtype, jnp.floating):
-        raise TypeError(f"{where}: x must be floating-point, got {x_arr.dtype}; scale or cast "
-                        "it first, e.g. x.astype(np.float32)")
-    if x_arr.shape[0] == 0:
-        raise ValueError(f"{where}: x holds no samples")
-    if y is None:
-        return x_arr, None
-    y_arr = on_device(y)
-    if y_arr.ndim < 1 or y_arr.shape[0] != x_arr.shape[0]:
-        got = y_arr.shape[0] if y_arr.ndim else "a scalar"
-        raise ValueError(f"{where}: x has {x_arr.shape[0]} samples but y has {got}")
-    return x_arr, y_arr
-
-
-def check_batch_size(where: str, batch_size: int | None, n: int) -> int:
-    """The batch size to use: `n` (full batch) when None; otherwise 1 <= batch_size <= n."""
-    if batch_size is None:
-        return n
-    if not isinstance(batch_size, int | np.integer) or isinstance(batch_size, bool) \
-            or batch_size < 1:
-        raise ValueError(f"{where}: batch_size must be a positive int or None, got "
-                         f"{batch_size!r}")
-    if batch_size > n:
-        raise ValueError(f"{where}: batch_size {batch_size} is larger than the {n} samples; "
-                         "use batch_size=None for full-batch")
-    return int(batch_size)
-
-
-def batch_plan(n: int, batch_size: int, order: Array | None = None) -> tuple[Array, Array]:
-    """`(indices (n_batches, B), weights (n_batches, B))` covering `order` (default 0..n-1)
-    once; the padding of the last batch repeats leading rows with weight 0."""
-    n_batches = math.ceil(n / batch_size)
-    pad = n_batches * batch_size - n
-    idx = jnp.arange(n, dtype=jnp.int32) if order is None else order.astype(jnp.int32)
-    idx = jnp.concatenate([idx, idx[:pad]])
-    weights = (jnp.arange(n_batches * batch_size) < n).astype(jnp.float32)
-    return idx.reshape(n_batches, batch_size), weights.reshape(n_batches, batch_size)
-
-
-def checked_per_example(name: str, fn: Callable[[Array, Array], Array], pred: Array,
-                        y: Array) -> Array:
-    """Call a loss or metric and check that it returned one value per example."""
-    values = fn(pred, y)
-    if values.shape != pred.shape[:1]:
-        raise ValueError(
-            f"{name} returned shape {values.shape} for a batch of {pred.shape[0]}; a {name} maps "
-            f"predictions (B, ...) and targets to per-example values (B,)"
-        )
-    return values
 
 
 class Evaluation(NamedTuple):
@@ -158,12 +97,35 @@ _evaluate_jit = jax.jit(evaluate_arrays, static_argnums=(0, 3, 4, 7))
 _predict_jit = jax.jit(predict_arrays, static_argnums=(0, 4))
 
 
-def predict_classes(outputs: ArrayLike, threshold: float | None = None) -> Array:
-    """Class predictions from outputs: `argmax` over the last axis for several classes;
-    `outputs > threshold` (0.5 by default) for one output or when `threshold` is given."""
+def classes_from_outputs(outputs: ArrayLike, threshold: float | None = None) -> Array:
+    """Class predictions from a network's outputs `(N, K)`: the first `argmax` over the last
+    axis for several classes; `outputs > threshold` (0.5 by default) for one output or when
+    `threshold` is given."""
     out = jnp.asarray(outputs)
     if out.ndim < 1:
-        raise ValueError("predict_classes: outputs need an output axis, got a scalar")
+        raise ValueError("classes_from_outputs: outputs need an output axis, got a scalar")
     if threshold is None and out.shape[-1] > 1:
         return first_argmax(out)
     return (out > (0.5 if threshold is None else threshold)).astype(jnp.int32)
+
+
+def predict_classes(net: Layer | ArrayLike, params: Params | None = None,
+                    state: State | None = None, x: ArrayLike | None = None, *,
+                    batch_size: int | None = None, threshold: float | None = None) -> Array:
+    """Class predictions of `net` for every sample of `x`: `classes_from_outputs(predict(net,
+    params, state, x, batch_size=batch_size), threshold)`.
+
+    The 0.1 form `predict_classes(outputs, threshold)` still works for one release, with a
+    `DeprecationWarning`: use `classes_from_outputs(outputs, threshold)`.
+    """
+    if not isinstance(net, Layer):
+        warnings.warn("predict_classes(outputs) is deprecated: call "
+                      "classes_from_outputs(outputs, threshold); predict_classes now takes "
+                      "(net, params, state, x) like predict", DeprecationWarning, stacklevel=2)
+        legacy_threshold = params if threshold is None else threshold
+        return classes_from_outputs(net, legacy_threshold)  # type: ignore[arg-type]
+    if params is None or state is None or x is None:
+        raise TypeError("predict_classes: takes (net, params, state, x) like predict; "
+                        "for outputs you already have, call classes_from_outputs(outputs)")
+    return classes_from_outputs(predict(net, params, state, x, batch_size=batch_size),
+                                threshold)

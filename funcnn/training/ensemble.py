@@ -19,28 +19,17 @@ import numpy as np
 from jax.sharding import Mesh
 
 from funcnn import parallel
-from funcnn.history import History
-from funcnn.inference import (
-    Evaluation,
-    check_batch_size,
-    check_data,
-    evaluate_arrays,
-    predict_arrays,
-)
-from funcnn.layers import Layer
+from funcnn.nn.layer import Layer
 from funcnn.optim.base import GradientTransformation
 from funcnn.optim.hyperparams import replace_hyperparams
-from funcnn.progress import ProgressBar
-from funcnn.train import (
-    FitResult,
-    TrainConfig,
-    epoch_inputs,
-    epochs_per_program,
-    key_seed,
-    owned_copy,
-    prepare_fit,
-    run_epochs,
-)
+from funcnn.training.batching import check_batch_size, check_data
+from funcnn.training.config import TrainConfig
+from funcnn.training.epochs import epoch_inputs, epochs_per_program, key_seed
+from funcnn.training.fit import FitResult, owned_copy, prepare_fit
+from funcnn.training.history import History
+from funcnn.training.inference import Evaluation, evaluate_arrays, predict_arrays
+from funcnn.training.loop import run_epochs
+from funcnn.training.progress import ProgressBar
 from funcnn.tree import count_params, leading_size, tree_unstack
 from funcnn.typing import (
     Array,

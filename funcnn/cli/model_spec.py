@@ -19,9 +19,8 @@ import numpy as np
 
 from funcnn import losses, metrics
 from funcnn.checkpoint import StrPath, load_checkpoint, read_metadata, save_checkpoint
-from funcnn.combinators import serial
 from funcnn.initializers import book_normal, glorot_uniform, he_normal
-from funcnn.layers import (
+from funcnn.nn import (
     Dense,
     Dropout,
     Flatten,
@@ -32,6 +31,7 @@ from funcnn.layers import (
     Sigmoid,
     Softmax,
     Tanh,
+    serial,
 )
 from funcnn.typing import LossFn, MetricFn, NumpyArray, Params, Shape, State
 

@@ -1,0 +1,61 @@
+"""Layers: the `Layer` contract, the book's layers, combinators and `summary`.
+
+Each layer family is one module here; its public names are re-exported below (and from
+`funcnn` itself), so adding a family is one module plus one import line.
+"""
+
+from funcnn.nn.activation import (
+    Activation,
+    LeakyReLU,
+    Linear,
+    LogSoftmax,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Step,
+    Tanh,
+    is_last_axis_softmax,
+)
+from funcnn.nn.combinators import named, output_shape, serial
+from funcnn.nn.dense import Dense
+from funcnn.nn.dropout import Dropout
+from funcnn.nn.errors import LayerError, LayerTypeError
+from funcnn.nn.layer import (
+    Layer,
+    check_float_input,
+    check_input_shape,
+    no_penalty,
+    parameter_free,
+)
+from funcnn.nn.reshape import Flatten
+from funcnn.nn.summary import SummaryRow, summary, summary_rows, summary_table
+
+__all__ = [
+    "Activation",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "Layer",
+    "LayerError",
+    "LayerTypeError",
+    "LeakyReLU",
+    "Linear",
+    "LogSoftmax",
+    "ReLU",
+    "Sigmoid",
+    "Softmax",
+    "Step",
+    "SummaryRow",
+    "Tanh",
+    "check_float_input",
+    "check_input_shape",
+    "is_last_axis_softmax",
+    "named",
+    "no_penalty",
+    "output_shape",
+    "parameter_free",
+    "serial",
+    "summary",
+    "summary_rows",
+    "summary_table",
+]

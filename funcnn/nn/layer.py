@@ -1,0 +1,114 @@
+"""The layer contract: `Layer(init, apply, penalty)`, a triple of pure functions plus its
+description (book chapters 2-4), and the shape and input checks every layer shares.
+
+`init(key, input_shape) -> (params, state)` with `input_shape` excluding the batch axis;
+`apply(params, state, x, *, key=None, train=False) -> (y, state)` on one example or a batch;
+`penalty(params) -> scalar`, the book's L1/L2 regularization (0 for most layers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+
+from funcnn.nn.errors import LayerError, LayerTypeError
+from funcnn.typing import (
+    ApplyFn,
+    Array,
+    InitFn,
+    Params,
+    PenaltyFn,
+    PRNGKey,
+    Shape,
+    State,
+)
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def no_penalty(params: Params) -> Array:
+    """The penalty of a layer without regularization: 0."""
+    del params
+    return jnp.zeros((), jnp.float32)
+
+
+class Layer(NamedTuple):
+    """A layer as pure functions plus the description a summary or checkpoint needs.
+
+    `name` is the layer kind (`"Dense"`), used in error paths and param keys; `config`
+    holds its JSON-friendly settings; `children` the sub-layers of a combinator; `key`
+    overrides the param key a combinator gives this layer (see `funcnn.named`).
+    """
+
+    init: InitFn
+    apply: ApplyFn
+    penalty: PenaltyFn = no_penalty
+    name: str = "Layer"
+    config: Mapping[str, Any] = _EMPTY
+    children: tuple[Layer, ...] = ()
+    key: str | None = None
+
+    # Identity semantics: two layers are the same only if they are the same object (their
+    # closures differ anyway). This makes a Layer hashable, so it can be a static argument
+    # of `jax.jit` and compiled programs are reused for the same network.
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __ne__(self, other: object) -> bool:
+        return self is not other
+
+
+def check_input_shape(name: str, input_shape: Shape, min_rank: int = 1) -> Shape:
+    """Validate `input_shape` (a tuple of positive ints, batch axis excluded)."""
+    if not isinstance(input_shape, tuple | list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) for d in input_shape
+    ):
+        raise LayerError(name, f"input_shape must be a tuple of ints, got {input_shape!r}")
+    shape = tuple(input_shape)
+    if len(shape) < min_rank:
+        raise LayerError(name, f"expected an input shape of rank >= {min_rank}, got {shape}")
+    if any(d <= 0 for d in shape):
+        raise LayerError(name, f"input_shape must be positive, got {shape}")
+    return shape
+
+
+def check_float_input(name: str, x: Array) -> None:
+    """Raise `LayerTypeError` unless `x` is a floating-point array."""
+    if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+        raise LayerTypeError(
+            name,
+            f"expected floating-point input, got {jnp.result_type(x)}; "
+            "convert it first, e.g. x.astype(jnp.float32)",
+        )
+
+
+def parameter_free(name: str, fn: Callable[[Array], Array], config: Mapping[str, Any],
+                    check_shape: Callable[[Shape], None] | None = None) -> Layer:
+    """A layer without params or state computing `y = fn(x)`; `check_shape` may reject
+    an `input_shape` at init."""
+
+    def init(key: PRNGKey, input_shape: Shape) -> tuple[Params, State]:
+        del key
+        shape = check_input_shape(name, input_shape, min_rank=0)
+        if check_shape is not None:
+            check_shape(shape)
+        return {}, {}
+
+    def apply(
+        params: Params,
+        state: State,
+        x: Array,
+        *,
+        key: PRNGKey | None = None,
+        train: bool = False,
+    ) -> tuple[Array, State]:
+        del params, key, train
+        return fn(jnp.asarray(x)), state
+
+    return Layer(init, apply, no_penalty, name, MappingProxyType(dict(config)))

@@ -1,0 +1,67 @@
+"""`summary`: a network's table of param paths, output shapes and parameter counts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from funcnn.nn.combinators import child_keys, output_shape
+from funcnn.nn.layer import Layer
+from funcnn.tree import count_params
+from funcnn.typing import DTypeLike, Shape
+
+
+class SummaryRow(NamedTuple):
+    """One line of a summary: param-key path, layer kind, per-example output shape, #params."""
+
+    path: str
+    kind: str
+    output_shape: Shape
+    n_params: int
+
+
+def summary_rows(layer: Layer, input_shape: Shape, dtype: DTypeLike = jnp.float32,
+                 prefix: str = "") -> tuple[list[SummaryRow], Shape]:
+    """Rows for `layer` and, recursively, its children; returns the rows and output shape."""
+    shape = tuple(input_shape)
+    if not layer.children:
+        p, s = jax.eval_shape(lambda k: layer.init(k, shape), jax.random.key(0))
+        out = output_shape(layer, p, s, shape, dtype)
+        return [SummaryRow(prefix or layer.name.lower(), layer.name, out, count_params(p))], out
+    rows: list[SummaryRow] = []
+    for name, child in zip(child_keys(layer.children), layer.children, strict=True):
+        path = f"{prefix}/{name}" if prefix else name
+        child_rows, shape = summary_rows(child, shape, dtype, path)
+        rows.extend(child_rows)
+    return rows, shape
+
+
+def summary_table(layer: Layer, input_shape: Shape, dtype: DTypeLike = jnp.float32) -> str:
+    """The summary as text: one row per layer, then the total parameter count."""
+    rows, _ = summary_rows(layer, tuple(input_shape), dtype)
+    table = [("layer", "kind", "output shape", "params")] + [
+        (r.path, r.kind, str((None, *r.output_shape)), f"{r.n_params:,}") for r in rows
+    ]
+    widths = [max(len(row[c]) for row in table) for c in range(4)]
+
+    def fmt(row: tuple[str, str, str, str]) -> str:
+        return "  ".join(
+            cell.rjust(w) if c == 3 else cell.ljust(w)
+            for c, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+
+    rule = "-" * len(fmt(table[0]))
+    total = sum(r.n_params for r in rows)
+    lines = [f"input shape: {(None, *tuple(input_shape))}", rule, fmt(table[0]), rule]
+    lines += [fmt(row) for row in table[1:]]
+    lines += [rule, f"total params: {total:,}"]
+    return "\n".join(lines)
+
+
+def summary(layer: Layer, input_shape: Shape, dtype: DTypeLike = jnp.float32,
+            print_fn: Callable[[str], object] = print) -> None:
+    """Print each layer's path, output shape and parameter count, and the total."""
+    print_fn(summary_table(layer, input_shape, dtype))

@@ -1,0 +1,80 @@
+"""Batching shared by training and inference: checked device data, and a plan that cuts N
+samples into `ceil(N / B)` batches whose padded last rows weigh 0."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcnn.typing import Array, ArrayLike
+
+__all__ = ["batch_plan", "check_batch_size", "check_data", "checked_per_example", "on_device"]
+
+
+def on_device(value: ArrayLike) -> Array:
+    """`jnp.asarray(value)` for data: arrays stay as they are; anything else is transferred
+    with `jax.device_put`, which, unlike `jnp.asarray`, compiles nothing per shape."""
+    if isinstance(value, jax.Array):
+        return value
+    placed: Array = jax.device_put(np.asarray(value))
+    return placed
+
+
+def check_data(where: str, x: ArrayLike, y: ArrayLike | None = None) -> tuple[Array, Array | None]:
+    """Move data to the device and check it: floating x, one sample per row of x and y."""
+    x_arr = on_device(x)
+    if x_arr.ndim < 1:
+        raise ValueError(f"{where}: x must have a leading sample axis, got a scalar")
+    if not jnp.issubdtype(x_arr.dtype, jnp.floating):
+        raise TypeError(f"{where}: x must be floating-point, got {x_arr.dtype}; scale or cast "
+                        "it first, e.g. x.astype(np.float32)")
+    if x_arr.shape[0] == 0:
+        raise ValueError(f"{where}: x holds no samples")
+    if y is None:
+        return x_arr, None
+    y_arr = on_device(y)
+    if y_arr.ndim < 1 or y_arr.shape[0] != x_arr.shape[0]:
+        got = y_arr.shape[0] if y_arr.ndim else "a scalar"
+        raise ValueError(f"{where}: x has {x_arr.shape[0]} samples but y has {got}")
+    return x_arr, y_arr
+
+
+def check_batch_size(where: str, batch_size: int | None, n: int) -> int:
+    """The batch size to use: `n` (full batch) when None; otherwise 1 <= batch_size <= n."""
+    if batch_size is None:
+        return n
+    if not isinstance(batch_size, int | np.integer) or isinstance(batch_size, bool) \
+            or batch_size < 1:
+        raise ValueError(f"{where}: batch_size must be a positive int or None, got "
+                         f"{batch_size!r}")
+    if batch_size > n:
+        raise ValueError(f"{where}: batch_size {batch_size} is larger than the {n} samples; "
+                         "use batch_size=None for full-batch")
+    return int(batch_size)
+
+
+def batch_plan(n: int, batch_size: int, order: Array | None = None) -> tuple[Array, Array]:
+    """`(indices (n_batches, B), weights (n_batches, B))` covering `order` (default 0..n-1)
+    once; the padding of the last batch repeats leading rows with weight 0."""
+    n_batches = math.ceil(n / batch_size)
+    pad = n_batches * batch_size - n
+    idx = jnp.arange(n, dtype=jnp.int32) if order is None else order.astype(jnp.int32)
+    idx = jnp.concatenate([idx, idx[:pad]])
+    weights = (jnp.arange(n_batches * batch_size) < n).astype(jnp.float32)
+    return idx.reshape(n_batches, batch_size), weights.reshape(n_batches, batch_size)
+
+
+def checked_per_example(name: str, fn: Callable[[Array, Array], Array], pred: Array,
+                        y: Array) -> Array:
+    """Call a loss or metric and check that it returned one value per example."""
+    values = fn(pred, y)
+    if values.shape != pred.shape[:1]:
+        raise ValueError(
+            f"{name} returned shape {values.shape} for a batch of {pred.shape[0]}; a {name} maps "
+            f"predictions (B, ...) and targets to per-example values (B,)"
+        )
+    return values

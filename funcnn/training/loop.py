@@ -1,0 +1,131 @@
+"""The compiled training program: `lax.scan` over epochs, each a `lax.scan` over shuffled
+minibatches (or one full-batch step), with the book's per-epoch figures."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcnn import parallel
+from funcnn.optim.hyperparams import learning_rate
+from funcnn.training.batching import batch_plan
+from funcnn.training.config import TrainConfig, replicated, split_rows
+from funcnn.training.inference import evaluate_arrays
+from funcnn.training.step import batch_update
+from funcnn.typing import Array, ArrayLike, Params, PRNGKey, PyTree, State
+
+__all__ = ["current_learning_rate", "run_epochs", "run_epochs_jit"]
+
+
+def current_learning_rate(opt_state: PyTree) -> Array:
+    """The rate the next update uses, or nan for optimizers that do not expose one."""
+    try:
+        rate: ArrayLike = learning_rate(opt_state)
+    except ValueError:
+        rate = jnp.nan
+    return jnp.asarray(rate, jnp.float32)
+
+
+def _train_epoch(cfg: TrainConfig, carry: tuple[Params, State, PyTree], x: Array, y: Array,
+                 epoch_key: PRNGKey, order: Array | None,
+                 ) -> tuple[tuple[Params, State, PyTree], Array, Array]:
+    """One epoch over all N samples in `order` (N,) (None: as given); returns the carry and
+    the summed data loss and metric."""
+    params, state, opt_state = carry
+    n = x.shape[0]
+    if cfg.batch_size is None:
+        xb, yb = split_rows(cfg, (x, y))
+        params, state, opt_state, data_sum, metric_sum = batch_update(
+            cfg.net, cfg.loss, cfg.optimizer, cfg.metric, params, state, opt_state, xb, yb, None,
+            jax.random.fold_in(epoch_key, 0))
+        return replicated(cfg, (params, state, opt_state)), data_sum, metric_sum
+    dropout_key = jax.random.split(epoch_key)[1]
+    idx, weights = batch_plan(n, cfg.batch_size, order)
+    if cfg.batch_size * idx.shape[0] == n:
+        weights_or_none: Array | None = None
+    else:
+        weights_or_none = weights
+    # real rows per batch, known when tracing: no reduction over split weights per step
+    counts = np.full(idx.shape[0], cfg.batch_size, np.float32)
+    counts[-1] = n - cfg.batch_size * (idx.shape[0] - 1)
+    batch_counts = jnp.asarray(counts)
+
+    def step(inner: tuple[Params, State, PyTree, Array, Array],
+             batch: tuple[Array, Array, Array]) -> tuple[tuple[Params, State, PyTree, Array,
+                                                               Array], None]:
+        p, s, o, loss_acc, metric_acc = inner
+        rows, w, i = batch
+        xb, yb, wb = split_rows(cfg, (x[rows], y[rows], None if weights_or_none is None else w))
+        p, s, o, data_sum, metric_sum = batch_update(
+            cfg.net, cfg.loss, cfg.optimizer, cfg.metric, p, s, o, xb, yb, wb,
+            jax.random.fold_in(dropout_key, i), None if wb is None else batch_counts[i])
+        p, s, o = replicated(cfg, (p, s, o))
+        return (p, s, o, loss_acc + data_sum, metric_acc + metric_sum), None
+
+    zero = jnp.zeros((), jnp.float32)
+    steps = jnp.arange(idx.shape[0], dtype=jnp.int32)
+    (params, state, opt_state, data_sum, metric_sum), _ = jax.lax.scan(
+        step, (params, state, opt_state, zero, zero), (idx, weights, steps), unroll=cfg.unroll)
+    return (params, state, opt_state), data_sum, metric_sum
+
+
+def run_epochs(cfg: TrainConfig, params: Params, state: State, opt_state: PyTree, x: Array,
+               y: Array, x_val: Array | None, y_val: Array | None, key: PRNGKey,
+               epoch_ids: Array, active: Array, orders: Array | None,
+               ) -> tuple[Params, State, PyTree, dict[str, Array]]:
+    """The pure training program: epochs `epoch_ids` (those with `active`), epoch `e` with
+    key `fold_in(key, e)` (dropout) and sample order `orders[i]` (None: unshuffled; see
+    `epoch_orders`). Every epoch after one whose loss is not finite is skipped; with
+    `cfg.rollback` that epoch is also undone (else the caller restores it, see `fit`).
+    Returns params, state, opt_state and per-epoch figures (arrays of shape
+    `(len(epoch_ids),)`: `History` names plus `finite` and `ran` flags). `jax.vmap` over
+    params, state, opt_state and key trains an ensemble (see `funcnn.training.ensemble`)."""
+    n = jnp.float32(x.shape[0])
+    val_sharding = None
+    if cfg.mesh is not None and cfg.val_batch_size % parallel.data_parallel_size(cfg.mesh) == 0:
+        val_sharding = parallel.batch_sharding(cfg.mesh)
+
+    def epoch(carry: tuple[Params, State, PyTree, Array],
+              inputs: tuple[Array, Array, Array | None]) -> tuple[
+            tuple[Params, State, PyTree, Array], dict[str, Array]]:
+        params, state, opt_state, healthy = carry
+        epoch_id, is_active, order = inputs
+        run = healthy & is_active
+
+        def train(c: tuple[Params, State, PyTree]) -> tuple[tuple[Params, State, PyTree], Array,
+                                                            Array]:
+            return _train_epoch(cfg, c, x, y, jax.random.fold_in(key, epoch_id), order)
+
+        def skip(c: tuple[Params, State, PyTree]) -> tuple[tuple[Params, State, PyTree], Array,
+                                                           Array]:
+            return c, jnp.float32(jnp.nan), jnp.float32(jnp.nan)
+
+        new, data_sum, metric_sum = jax.lax.cond(run, train, skip, (params, state, opt_state))
+        reg_loss = cfg.net.penalty(new[0])
+        data_loss = data_sum / n
+        finite = run & jnp.isfinite(data_loss + reg_loss)
+        kept = new
+        if cfg.rollback:
+            kept = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new,
+                                (params, state, opt_state))
+        logs = {"data_loss": data_loss, "reg_loss": reg_loss, "loss": data_loss + reg_loss,
+                "learning_rate": current_learning_rate(kept[2]), "finite": finite,
+                "ran": run}
+        if cfg.metric is not None:
+            logs["accuracy"] = metric_sum / n
+        if x_val is not None and y_val is not None:
+            val = evaluate_arrays(cfg.net, kept[0], kept[1], cfg.loss, cfg.metric, x_val, y_val,
+                                  cfg.val_batch_size, batch_sharding=val_sharding)
+            logs["val_loss"] = val.loss
+            if cfg.metric is not None:
+                logs["val_accuracy"] = val.accuracy
+        return (*kept, healthy & (finite | ~run)), logs
+
+    (params, state, opt_state, _), logs = jax.lax.scan(
+        epoch, (params, state, opt_state, jnp.bool_(True)), (epoch_ids, active, orders),
+        unroll=cfg.unroll if cfg.batch_size is None else 1)  # full batch: a step per epoch
+    return replicated(cfg, (params, state, opt_state, logs))  # type: ignore[no-any-return]
+
+
+run_epochs_jit = jax.jit(run_epochs, static_argnums=(0,), donate_argnums=(1, 2, 3))

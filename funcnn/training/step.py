@@ -1,0 +1,119 @@
+"""The training step (book chapters 10-19): `loss = mean_w(loss(net(x), y)) +
+net.penalty(params)`, gradients by `jax.grad`, then the optimizer's additive update."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from funcnn import activations
+from funcnn.losses import categorical_crossentropy, softmax_categorical_crossentropy
+from funcnn.nn.activation import is_last_axis_softmax
+from funcnn.nn.combinators import serial
+from funcnn.nn.layer import Layer
+from funcnn.optim.base import GradientTransformation, apply_updates
+from funcnn.training.batching import checked_per_example
+from funcnn.typing import Array, LossFn, MetricFn, Params, PRNGKey, PyTree, State
+
+__all__ = ["StepMetrics", "batch_update", "make_train_step", "softmax_output_body"]
+
+
+class StepMetrics(NamedTuple):
+    """Figures of one step: `loss = data_loss + reg_loss`; accuracy is nan without a metric."""
+
+    loss: Array
+    data_loss: Array
+    reg_loss: Array
+    accuracy: Array
+
+
+def softmax_output_body(net: Layer, loss: LossFn) -> Layer | None:
+    """For `serial(..., Softmax())` trained with `categorical_crossentropy`, the network
+    without its final softmax, so that the step can use the book's combined softmax +
+    cross-entropy backward (chapter 9; the book's `Model` picks it the same way): the same
+    loss values, a gradient `p - y` of one fusion. None for any other network or loss."""
+    if (loss is not categorical_crossentropy or net.name != "serial" or not net.children
+            or not is_last_axis_softmax(net.children[-1])):
+        return None
+    return serial(*net.children[:-1])
+
+
+def _book_softmax_cce(logits: Array, labels: Array) -> Array:
+    """`categorical_crossentropy(softmax(logits), labels)`, errors naming that loss."""
+    return softmax_categorical_crossentropy(logits, labels, name="categorical_crossentropy")
+
+
+def batch_update(net: Layer, loss: LossFn, optimizer: GradientTransformation,
+                  metric: MetricFn | None, params: Params, state: State, opt_state: PyTree,
+                  x: Array, y: Array, weights: Array | None, key: PRNGKey | None,
+                  count: Array | None = None) -> tuple[Params, State, PyTree, Array, Array]:
+    """One optimizer step; returns new params/state/opt_state and the batch's weighted
+    sums of per-example data loss and metric (not yet divided by the sample count).
+    `count`, when given, is `sum(weights)` known beforehand (under a mesh this saves a
+    cross-device reduction per step)."""
+
+    body = softmax_output_body(net, loss)
+
+    def objective(p: Params) -> tuple[Array, tuple[Array, Array, State]]:
+        if body is None:
+            pred, new_state = net.apply(p, state, x, key=key, train=True)
+            per_example = checked_per_example("loss", loss, pred, y)
+        else:  # the book's combined softmax + cross-entropy: same value, fused gradient
+            logits, new_state = body.apply(p, state, x, key=key, train=True)
+            per_example = checked_per_example("loss", _book_softmax_cce, logits, y)
+            pred = activations.softmax(logits)
+        w = jnp.ones_like(per_example) if weights is None else weights.astype(per_example.dtype)
+        total_weight = jnp.sum(w) if count is None else count.astype(per_example.dtype)
+        count_or_one = jnp.maximum(total_weight, 1.0)
+        data_sum = jnp.sum(w * per_example)
+        metric_sum = jnp.zeros((), jnp.float32)
+        if metric is not None:
+            per_metric = checked_per_example("metric", metric, jax.lax.stop_gradient(pred), y)
+            metric_sum = jnp.sum(w * per_metric)
+        total = data_sum / count_or_one + net.penalty(p)
+        return total, (data_sum, metric_sum, new_state)
+
+    grads, (data_sum, metric_sum, new_state) = jax.grad(objective, has_aux=True)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return apply_updates(params, updates), new_state, opt_state, data_sum, metric_sum
+
+
+def _is_optimizer(value: object) -> bool:
+    return callable(getattr(value, "init", None)) and callable(getattr(value, "update", None))
+
+
+def make_train_step(net: Layer, optimizer: GradientTransformation, loss: LossFn, *,
+                    metric: MetricFn | None = None) -> Callable[..., tuple[Params, State, PyTree,
+                                                                          StepMetrics]]:
+    """A pure, jittable step `(params, state, opt_state, x, y, *, key=None, weights=None)
+    -> (params, state, opt_state, StepMetrics)` for writing one's own loop. The arguments
+    come in `fit`'s order: network, optimizer, loss.
+
+    The 0.1 order `make_train_step(net, loss, optimizer)` still works for one release,
+    with a `DeprecationWarning`."""
+    if not _is_optimizer(optimizer) and _is_optimizer(loss):
+        warnings.warn("make_train_step(net, loss, optimizer) is deprecated: the order is now "
+                      "make_train_step(net, optimizer, loss, metric=...), as in fit",
+                      DeprecationWarning, stacklevel=2)
+        optimizer, loss = loss, optimizer  # type: ignore[assignment]
+    if not _is_optimizer(optimizer):
+        raise TypeError(f"make_train_step: optimizer must have init and update (an optax-style "
+                        f"GradientTransformation), got {type(optimizer).__name__}")
+
+    def step(params: Params, state: State, opt_state: PyTree, x: Array, y: Array, *,
+             key: PRNGKey | None = None, weights: Array | None = None,
+             ) -> tuple[Params, State, PyTree, StepMetrics]:
+        count = jnp.float32(x.shape[0]) if weights is None else jnp.sum(weights)
+        new_params, new_state, new_opt, data_sum, metric_sum = batch_update(
+            net, loss, optimizer, metric, params, state, opt_state, x, y, weights, key)
+        data_loss = data_sum / jnp.maximum(count, 1.0)
+        reg_loss = net.penalty(params)
+        accuracy = metric_sum / jnp.maximum(count, 1.0) if metric is not None else jnp.nan
+        return new_params, new_state, new_opt, StepMetrics(
+            data_loss + reg_loss, data_loss, reg_loss, jnp.asarray(accuracy, jnp.float32))
+
+    return step
