@@ -224,7 +224,8 @@ EIGHT_DEVICES = textwrap.dedent("""
     # the program `eight` ran (same arguments, so compiled already): what XLA made of it
     prep = prepare_fit("fit", net, cce, opt, acc, x, y, epochs=3, initial_epoch=0,
                        batch_size=16, validation_data=(x_val, y_val),
-                       validation_batch_size=None, shuffle=True, unroll=1, mesh=mesh)
+                       validation_batch_size=None, shuffle=True, unroll=1, mesh=mesh,
+                       template=(params, state))
     placed = [owned_copy(prep.cfg, t) for t in (params, state, opt.init(params))]
     hlo = run_epochs_jit.lower(
         prep.cfg, *placed, prep.x, prep.y, prep.x_val, prep.y_val,

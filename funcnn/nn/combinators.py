@@ -107,7 +107,19 @@ def serial(*layers: Layer) -> Layer:
                 total = total + layer.penalty(params[name])
         return total
 
-    return Layer(init, apply, penalty, "serial", MappingProxyType({}), tuple(layers))
+    def child_inputs(input_shape: Shape) -> tuple[tuple[str, Layer, Shape], ...]:
+        wiring = []
+        shape = tuple(input_shape)
+        for name, layer in zip(keys, layers, strict=True):
+            wiring.append((name, layer, shape))
+            p, s = jax.eval_shape(lambda k, lay=layer, sh=shape: lay.init(k, sh),
+                                  jax.random.key(0))
+            shape = output_shape(layer, p, s, shape)
+        return tuple(wiring)
+
+    return Layer(init, apply, penalty, "serial", MappingProxyType({}), tuple(layers),
+                 child_inputs=child_inputs,
+                 input_bounds=layers[0].input_bounds if layers else None)
 
 
 def named(name: str, layer: Layer) -> Layer:

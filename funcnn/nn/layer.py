@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
+import jax
 import jax.numpy as jnp
 
 from funcnn.nn.errors import LayerError, LayerTypeError
@@ -35,12 +36,21 @@ def no_penalty(params: Params) -> Array:
     return jnp.zeros((), jnp.float32)
 
 
+ChildInputs: TypeAlias = Callable[[Shape], "tuple[tuple[str, Layer, Shape], ...]"]
+"""A combinator's wiring: for its per-example input shape, each child's param key and the
+per-example input shape that child sees (what `summary` walks)."""
+
+
 class Layer(NamedTuple):
     """A layer as pure functions plus the description a summary or checkpoint needs.
 
     `name` is the layer kind (`"Dense"`), used in error paths and param keys; `config`
     holds its JSON-friendly settings; `children` the sub-layers of a combinator; `key`
     overrides the param key a combinator gives this layer (see `funcnn.named`).
+    `child_inputs` tells `summary` how a combinator feeds its children (a combinator
+    without it is summarised as one row); `input_bounds = (low, high)` declares that every
+    input value must lie in `[low, high)` (e.g. an embedding's ids), which `fit`,
+    `evaluate` and `predict` check before they run.
     """
 
     init: InitFn
@@ -50,6 +60,8 @@ class Layer(NamedTuple):
     config: Mapping[str, Any] = _EMPTY
     children: tuple[Layer, ...] = ()
     key: str | None = None
+    child_inputs: ChildInputs | None = None
+    input_bounds: tuple[float, float] | None = None
 
     # Identity semantics: two layers are the same only if they are the same object (their
     # closures differ anyway). This makes a Layer hashable, so it can be a static argument
@@ -64,8 +76,29 @@ class Layer(NamedTuple):
         return self is not other
 
 
+# A Layer is a pytree without leaves (compared by identity), so a network passes through
+# `jax.jit`, `vmap` and `eval_shape` as a static argument instead of failing on its functions.
+jax.tree_util.register_static(Layer)
+
+
+def init_shapes(net: Layer, input_shape: Shape, key: PRNGKey | None = None,
+                ) -> tuple[Params, State]:
+    """The shapes and dtypes of `net.init(key, input_shape)` without computing it: trees of
+    `jax.ShapeDtypeStruct`, e.g. a checkpoint template. (`jax.eval_shape(net.init, key,
+    shape)` cannot work: it traces the shape tuple too.)"""
+    shape = check_input_shape(net.name, input_shape, min_rank=0)
+    init_key = jax.random.key(0) if key is None else key
+    result: tuple[Params, State] = jax.eval_shape(lambda k: net.init(k, shape), init_key)
+    return result
+
+
 def check_input_shape(name: str, input_shape: Shape, min_rank: int = 1) -> Shape:
     """Validate `input_shape` (a tuple of positive ints, batch axis excluded)."""
+    if isinstance(input_shape, tuple | list) and any(
+            isinstance(d, jax.core.Tracer) for d in input_shape):
+        raise LayerError(name, "input_shape is traced (jax.eval_shape(net.init, key, shape) "
+                         "traces the shape too); use funcnn.init_shapes(net, shape), or "
+                         "jax.eval_shape(lambda k: net.init(k, shape), key)")
     if not isinstance(input_shape, tuple | list) or not all(
         isinstance(d, int) and not isinstance(d, bool) for d in input_shape
     ):

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from funcnn.nn.combinators import child_keys, output_shape
+from funcnn.nn.combinators import output_shape
 from funcnn.nn.layer import Layer
 from funcnn.tree import count_params
 from funcnn.typing import DTypeLike, Shape
@@ -25,18 +25,24 @@ class SummaryRow(NamedTuple):
 
 def summary_rows(layer: Layer, input_shape: Shape, dtype: DTypeLike = jnp.float32,
                  prefix: str = "") -> tuple[list[SummaryRow], Shape]:
-    """Rows for `layer` and, recursively, its children; returns the rows and output shape."""
+    """Rows for `layer` and, through its `child_inputs` wiring, its children; returns the
+    rows and the output shape. A layer without wiring (a leaf, or a combinator that does not
+    say how it feeds its children) is one row with all of its params."""
     shape = tuple(input_shape)
-    if not layer.children:
-        p, s = jax.eval_shape(lambda k: layer.init(k, shape), jax.random.key(0))
-        out = output_shape(layer, p, s, shape, dtype)
-        return [SummaryRow(prefix or layer.name.lower(), layer.name, out, count_params(p))], out
+    p, s = jax.eval_shape(lambda k: layer.init(k, shape), jax.random.key(0))
+    out = output_shape(layer, p, s, shape, dtype)
+    path = prefix or layer.name.lower()
+    total = count_params(p)
+    if layer.child_inputs is None:
+        return [SummaryRow(path, layer.name, out, total)], out
     rows: list[SummaryRow] = []
-    for name, child in zip(child_keys(layer.children), layer.children, strict=True):
-        path = f"{prefix}/{name}" if prefix else name
-        child_rows, shape = summary_rows(child, shape, dtype, path)
-        rows.extend(child_rows)
-    return rows, shape
+    for name, child, child_shape in layer.child_inputs(shape):
+        child_path = f"{prefix}/{name}" if prefix else name
+        rows.extend(summary_rows(child, child_shape, dtype, child_path)[0])
+    own = total - sum(r.n_params for r in rows)
+    if own:  # params the combinator holds itself, beside its children's
+        rows.append(SummaryRow(path, layer.name, out, own))
+    return rows, out
 
 
 def summary_table(layer: Layer, input_shape: Shape, dtype: DTypeLike = jnp.float32) -> str:

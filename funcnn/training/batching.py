@@ -12,7 +12,8 @@ import numpy as np
 
 from funcnn.typing import Array, ArrayLike
 
-__all__ = ["batch_plan", "check_batch_size", "check_data", "checked_per_example", "on_device"]
+__all__ = ["batch_plan", "check_batch_rows", "check_batch_size", "check_data",
+           "checked_per_example", "on_device"]
 
 
 def on_device(value: ArrayLike) -> Array:
@@ -78,3 +79,10 @@ def checked_per_example(name: str, fn: Callable[[Array, Array], Array], pred: Ar
             f"predictions (B, ...) and targets to per-example values (B,)"
         )
     return values
+
+
+def check_batch_rows(what: str, values: Array, rows: int) -> None:
+    """When tracing: `values` must have one leading entry per row of a batch of `rows`."""
+    if values.ndim < 1 or values.shape[0] != rows:
+        raise ValueError(f"{what} for a batch of {rows} rows has shape {values.shape}, not "
+                         f"({rows}, ...): the network must keep the leading sample axis")

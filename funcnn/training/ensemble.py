@@ -22,7 +22,8 @@ from funcnn import parallel
 from funcnn.nn.layer import Layer
 from funcnn.optim.base import GradientTransformation
 from funcnn.optim.hyperparams import replace_hyperparams
-from funcnn.training.batching import check_batch_size, check_data
+from funcnn.training.batching import check_batch_size
+from funcnn.training.checks import check_count, checked_data, member_template, refuse_traced
 from funcnn.training.config import TrainConfig
 from funcnn.training.epochs import epoch_inputs, epochs_per_program, key_seed
 from funcnn.training.fit import FitResult, owned_copy, prepare_fit
@@ -30,7 +31,7 @@ from funcnn.training.history import History
 from funcnn.training.inference import Evaluation, evaluate_arrays, predict_arrays
 from funcnn.training.loop import run_epochs
 from funcnn.training.progress import ProgressBar
-from funcnn.tree import count_params, leading_size, tree_unstack
+from funcnn.tree import leading_size, tree_unstack
 from funcnn.typing import (
     Array,
     ArrayLike,
@@ -140,16 +141,20 @@ def fit_ensemble(net: Layer, params: Params, state: State, optimizer: GradientTr
     becomes non-finite stops there (see `EnsembleResult.diverged`) while the rest go on.
     `mesh` splits every minibatch over its `"data"` axis, as in `fit`.
     """
+    refuse_traced("fit_ensemble", (params, state, x, y, opt_state))
     keys, members = check_keys("fit_ensemble", keys)
-    # the unroll factor of one member's fit, so that members train exactly as fit would
+    epochs = check_count("fit_ensemble", "epochs", epochs)
+    initial_epoch = check_count("fit_ensemble", "initial_epoch", initial_epoch)
+    leading_size(params, "fit_ensemble (params)", members)
+    leading_size(state, "fit_ensemble (state)", members)
+    # one member's template: its data checks, and the unroll factor of one member's fit, so
+    # that members train exactly as fit would
     prep = prepare_fit("fit_ensemble", net, loss, optimizer, metric, x, y, epochs=epochs,
                        initial_epoch=initial_epoch, batch_size=batch_size,
                        validation_data=validation_data,
                        validation_batch_size=validation_batch_size, shuffle=shuffle,
-                       unroll=unroll, mesh=mesh, n_params=count_params(params) // members)
+                       unroll=unroll, mesh=mesh, template=member_template((params, state)))
     cfg = prep.cfg
-    leading_size(params, "fit_ensemble (params)", members)
-    leading_size(state, "fit_ensemble (state)", members)
     params = owned_copy(cfg, params)
     state = owned_copy(cfg, state)
     if opt_state is None:
@@ -208,9 +213,12 @@ def predict_ensemble(net: Layer, params: Params, state: State, x: ArrayLike, *,
     them `(K, N, ...)` with `reduce="none"`."""
     if reduce not in ("mean", "none"):
         raise ValueError(f"predict_ensemble: reduce must be 'mean' or 'none', got {reduce!r}")
-    x_arr, _ = check_data("predict_ensemble", x)
+    refuse_traced("predict_ensemble", (params, state, x))
     members = leading_size(params, "predict_ensemble (params)")
     leading_size(state, "predict_ensemble (state)", members)
+    one_params, one_state = member_template((params, state))
+    x_arr, _ = checked_data("predict_ensemble", net, one_params, one_state, x, None,
+                            needs_targets=False)
     size = check_batch_size("predict_ensemble", batch_size, x_arr.shape[0])
     outputs: Array = _predict_members(net, params, state, x_arr, size)
     return jnp.mean(outputs, axis=0) if reduce == "mean" else outputs
@@ -228,10 +236,13 @@ def evaluate_ensemble(net: Layer, params: Params, state: State, loss: LossFn, x:
                       y: ArrayLike, *, batch_size: int | None = None,
                       metric: MetricFn | None = None) -> Evaluation:
     """Each member's data loss and metric on `(x, y)`: an `Evaluation` of arrays `(K,)`."""
-    x_arr, y_arr = check_data("evaluate_ensemble", x, y)
-    assert y_arr is not None
+    refuse_traced("evaluate_ensemble", (params, state, x, y))
     members = leading_size(params, "evaluate_ensemble (params)")
     leading_size(state, "evaluate_ensemble (state)", members)
+    one_params, one_state = member_template((params, state))
+    x_arr, y_arr = checked_data("evaluate_ensemble", net, one_params, one_state, x, y)
+    if y_arr is None:  # checked_data requires targets
+        raise AssertionError("unreachable")
     size = check_batch_size("evaluate_ensemble", batch_size, x_arr.shape[0])
     result: Evaluation = _evaluate_members(net, params, state, loss, metric, x_arr, y_arr, size)
     return result

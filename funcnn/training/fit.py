@@ -15,7 +15,14 @@ from jax.sharding import Mesh
 from funcnn import parallel
 from funcnn.nn.layer import Layer
 from funcnn.optim.base import GradientTransformation
-from funcnn.training.batching import check_batch_size, check_data
+from funcnn.training.batching import check_batch_size
+from funcnn.training.checks import (
+    check_count,
+    check_key,
+    check_optimizer,
+    checked_data,
+    refuse_traced,
+)
 from funcnn.training.config import TrainConfig
 from funcnn.training.epochs import (
     auto_unroll,
@@ -71,17 +78,19 @@ def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransfo
                 initial_epoch: int, batch_size: int | None,
                 validation_data: tuple[ArrayLike, ArrayLike] | None,
                 validation_batch_size: int | None, shuffle: bool, unroll: int | None,
-                mesh: Mesh | None, n_params: int = 0) -> PreparedFit:
-    """Check `fit`'s arguments (errors start with `where`) and place the data. `n_params`
-    (of one model) picks the unroll factor when `unroll` is None (see `auto_unroll`)."""
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"{where}: epochs must be an int >= 0, got {epochs!r}")
-    if not isinstance(initial_epoch, int) or initial_epoch < 0:
-        raise ValueError(f"{where}: initial_epoch must be an int >= 0, got {initial_epoch!r}")
+                mesh: Mesh | None, template: tuple[Params, State]) -> PreparedFit:
+    """Check `fit`'s arguments (errors start with `where`) and place the data. `template`
+    is one model's (params, state), possibly abstract: the shapes, labels and input limits
+    of the data are checked against it, and its size picks the unroll factor when `unroll`
+    is None (see `auto_unroll`)."""
+    epochs = check_count(where, "epochs", epochs)
+    initial_epoch = check_count(where, "initial_epoch", initial_epoch)
+    check_optimizer(where, optimizer)
     if mesh is not None:
         mesh = parallel.check_data_mesh(where, mesh)
-    x_arr, y_arr = check_data(where, x, y)
-    assert y_arr is not None
+    x_arr, y_arr = checked_data(where, net, *template, x, y)
+    if y_arr is None:  # checked_data requires targets
+        raise AssertionError("unreachable")
     n = x_arr.shape[0]
     size = check_batch_size(where, batch_size, n)
     if mesh is not None:
@@ -91,13 +100,15 @@ def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransfo
     if validation_data is not None:
         if not (isinstance(validation_data, tuple | list) and len(validation_data) == 2):
             raise ValueError(f"{where}: validation_data must be a pair (x_val, y_val)")
-        x_val, y_val = check_data(f"{where} (validation_data)", *validation_data)
+        x_val, y_val = checked_data(f"{where} (validation_data)", net, *template,
+                                    *validation_data)
+        _check_same_examples(where, x_arr, y_arr, x_val, y_val)
         val_size = check_batch_size(f"{where} (validation_data)",
                                     validation_batch_size or min(batch_size or n,
                                                                  x_val.shape[0]),
                                     x_val.shape[0])
     if unroll is None:
-        unroll = auto_unroll(size, n_params)
+        unroll = auto_unroll(size, count_params(template[0]))
     elif not isinstance(unroll, int) or isinstance(unroll, bool) or unroll < 1:
         raise ValueError(f"{where}: unroll must be a positive int or None, got {unroll!r}")
     cfg = TrainConfig(net, loss, optimizer, metric, None if batch_size is None else size,
@@ -105,6 +116,17 @@ def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransfo
     if mesh is not None:
         x_arr, y_arr, x_val, y_val = parallel.replicate((x_arr, y_arr, x_val, y_val), mesh)
     return PreparedFit(cfg, x_arr, y_arr, x_val, y_val, math.ceil(n / size))
+
+
+def _check_same_examples(where: str, x: Array, y: Array, x_val: Array,
+                         y_val: Array | None) -> None:
+    """Validation examples must have the shapes and dtypes of the training examples."""
+    pairs = (("x", x, x_val), ("y", y, y_val))
+    for name, train, val in pairs:
+        if val is not None and (train.shape[1:] != val.shape[1:] or train.dtype != val.dtype):
+            raise ValueError(f"{where}: validation_data's {name} has examples of shape "
+                             f"{val.shape[1:]} ({val.dtype}) but the training {name}'s are "
+                             f"{train.shape[1:]} ({train.dtype})")
 
 
 def owned_copy(cfg: TrainConfig, tree: PyTree) -> PyTree:
@@ -144,11 +166,15 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
     `unroll` unrolls the scan over minibatches that many times; None picks 4 for small
     steps (batch size x params <= 2e6), where the loop's own cost dominates, else 1.
     """
+    refuse_traced("fit", (params, state, x, y, opt_state))
+    check_key("fit", key)
+    epochs = check_count("fit", "epochs", epochs)
+    initial_epoch = check_count("fit", "initial_epoch", initial_epoch)
     prep = prepare_fit("fit", net, loss, optimizer, metric, x, y, epochs=epochs,
                        initial_epoch=initial_epoch, batch_size=batch_size,
                        validation_data=validation_data,
                        validation_batch_size=validation_batch_size, shuffle=shuffle,
-                       unroll=unroll, mesh=mesh, n_params=count_params(params))
+                       unroll=unroll, mesh=mesh, template=(params, state))
     # No rollback inside the program: keeping each epoch's starting values alive beside
     # the loop cost 5-7% of a small step (measured); a failed call is replayed instead.
     cfg = prep.cfg._replace(rollback=False)

@@ -18,10 +18,14 @@ HISTORY_KEYS = ("loss", "data_loss", "reg_loss", "accuracy", "learning_rate", "v
 
 @dataclass
 class History:
-    """One list entry per epoch. `loss = data_loss + reg_loss` (the book's report);
-    `reg_loss` uses the parameters at the end of the epoch; accuracy is measured in
-    training mode (dropout on), validation figures in inference mode, data loss only.
-    Lists without a value (no metric, no validation data) stay empty."""
+    """One list entry per epoch. `loss = data_loss + reg_loss` is the objective that was
+    optimized: `data_loss` is the sample-weighted mean over the epoch's N samples, each
+    measured at the params of the step that trained on it, and `reg_loss` the mean over the
+    epoch's steps of the penalty at that step's params, before its update (full batch: the
+    book's chapters 14-18 printout; the book's chapter 19 summary instead adds the penalty
+    after the epoch's last update). Accuracy is measured in training mode (dropout on),
+    validation figures in inference mode, data loss only. `learning_rate` is the rate the
+    next update uses. Lists without a value (no metric, no validation data) stay empty."""
 
     epoch: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
@@ -56,8 +60,18 @@ class History:
             raise ValueError(f"History.from_dict: unknown keys {unknown}; expected {sorted(names)}")
         return cls(**{name: list(values) for name, values in data.items()})
 
-    def extend(self, other: History) -> History:
-        """A new history: this one followed by `other` (e.g. a resumed run)."""
+    def extend(self, other: History) -> None:
+        """Append `other`'s epochs to this history in place, as `list.extend` does (e.g. a
+        resumed run's); returns None. `first + second` makes a new history instead."""
+        if not isinstance(other, History):
+            raise TypeError(f"History.extend: expected a History, got {type(other).__name__}")
+        for f in fields(self):
+            getattr(self, f.name).extend(getattr(other, f.name))
+
+    def __add__(self, other: History) -> History:
+        """A new history: this one followed by `other`; neither is changed."""
+        if not isinstance(other, History):
+            return NotImplemented
         return History(**{f.name: getattr(self, f.name) + getattr(other, f.name)
                           for f in fields(self)})
 

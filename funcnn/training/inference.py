@@ -17,10 +17,11 @@ from funcnn.metrics import first_argmax
 from funcnn.nn.layer import Layer
 from funcnn.training.batching import (
     batch_plan,
+    check_batch_rows,
     check_batch_size,
-    check_data,
     checked_per_example,
 )
+from funcnn.training.checks import checked_data, refuse_traced
 from funcnn.typing import Array, ArrayLike, LossFn, MetricFn, Params, State
 
 
@@ -50,6 +51,7 @@ def evaluate_arrays(net: Layer, params: Params, state: State, loss: LossFn,
         rows, w = batch
         xb, yb, w = _split((x[rows], y[rows], w), batch_sharding)
         pred, _ = net.apply(params, state, xb, train=False)
+        check_batch_rows("evaluate: the network's output", pred, batch_size)
         loss_sum = totals[0] + jnp.sum(w * checked_per_example("loss", loss, pred, yb))
         metric_sum = totals[1]
         if metric is not None:
@@ -67,8 +69,10 @@ def evaluate(net: Layer, params: Params, state: State, loss: LossFn, x: ArrayLik
              y: ArrayLike, *, batch_size: int | None = None,
              metric: MetricFn | None = None) -> Evaluation:
     """Mean data loss and metric of `net` on `(x, y)` in inference mode (book chapter 20)."""
-    x_arr, y_arr = check_data("evaluate", x, y)
-    assert y_arr is not None
+    refuse_traced("evaluate", (params, state, x, y))
+    x_arr, y_arr = checked_data("evaluate", net, params, state, x, y)
+    if y_arr is None:  # checked_data requires targets
+        raise AssertionError("unreachable")
     size = check_batch_size("evaluate", batch_size, x_arr.shape[0])
     return _evaluate_jit(net, params, state, loss, metric, x_arr, y_arr, size)  # type: ignore[no-any-return]
 
@@ -78,9 +82,13 @@ def predict_arrays(net: Layer, params: Params, state: State, x: Array, batch_siz
     """Pure, traceable body of `predict`: outputs `(N, ...)` in inference mode (each batch
     laid out by `batch_sharding` when given)."""
     idx, _ = batch_plan(x.shape[0], batch_size)
-    _, outputs = jax.lax.scan(
-        lambda carry, rows: (carry, net.apply(params, state, *_split((x[rows],), batch_sharding),
-                                              train=False)[0]), None, idx)
+
+    def body(carry: None, rows: Array) -> tuple[None, Array]:
+        pred = net.apply(params, state, *_split((x[rows],), batch_sharding), train=False)[0]
+        check_batch_rows("predict: the network's output", pred, batch_size)
+        return carry, pred
+
+    _, outputs = jax.lax.scan(body, None, idx)
     flat = outputs.reshape((-1, *outputs.shape[2:]))
     return flat[: x.shape[0]]
 
@@ -88,7 +96,8 @@ def predict_arrays(net: Layer, params: Params, state: State, x: Array, batch_siz
 def predict(net: Layer, params: Params, state: State, x: ArrayLike, *,
             batch_size: int | None = None) -> Array:
     """Outputs of `net` for every sample of `x` (inference mode), computed in batches."""
-    x_arr, _ = check_data("predict", x)
+    refuse_traced("predict", (params, state, x))
+    x_arr, _ = checked_data("predict", net, params, state, x, None, needs_targets=False)
     size = check_batch_size("predict", batch_size, x_arr.shape[0])
     return _predict_jit(net, params, state, x_arr, size)  # type: ignore[no-any-return]
 

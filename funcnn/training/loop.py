@@ -3,6 +3,8 @@ minibatches (or one full-batch step), with the book's per-epoch figures."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,28 +20,45 @@ from funcnn.typing import Array, ArrayLike, Params, PRNGKey, PyTree, State
 __all__ = ["current_learning_rate", "run_epochs", "run_epochs_jit"]
 
 
+def _injected_rate(opt_state: PyTree) -> ArrayLike | None:
+    """The `learning_rate` of the first state in `opt_state` holding a `hyperparams` mapping
+    (optax's `inject_hyperparams` states), or None."""
+    def has_hyperparams(node: object) -> bool:
+        return isinstance(getattr(node, "hyperparams", None), Mapping)
+
+    for node in jax.tree.leaves(opt_state, is_leaf=has_hyperparams):
+        if has_hyperparams(node) and "learning_rate" in node.hyperparams:
+            rate: ArrayLike = node.hyperparams["learning_rate"]
+            return rate
+    return None
+
+
 def current_learning_rate(opt_state: PyTree) -> Array:
-    """The rate the next update uses, or nan for optimizers that do not expose one."""
+    """The rate the next update uses: funcnn's optimizers' (`funcnn.optim.learning_rate`),
+    or an optax optimizer's made with `optax.inject_hyperparams`; nan for any other."""
     try:
         rate: ArrayLike = learning_rate(opt_state)
     except ValueError:
-        rate = jnp.nan
+        injected = _injected_rate(opt_state)
+        rate = jnp.nan if injected is None else injected
     return jnp.asarray(rate, jnp.float32)
 
 
 def _train_epoch(cfg: TrainConfig, carry: tuple[Params, State, PyTree], x: Array, y: Array,
                  epoch_key: PRNGKey, order: Array | None,
-                 ) -> tuple[tuple[Params, State, PyTree], Array, Array]:
-    """One epoch over all N samples in `order` (N,) (None: as given); returns the carry and
-    the summed data loss and metric."""
+                 ) -> tuple[tuple[Params, State, PyTree], Array, Array, Array]:
+    """One epoch over all N samples in `order` (N,) (None: as given); returns the carry, the
+    summed data loss and metric, and the mean over the epoch's steps of the penalty at each
+    step's params (before its update): the regularization that was optimized."""
     params, state, opt_state = carry
     n = x.shape[0]
     if cfg.batch_size is None:
         xb, yb = split_rows(cfg, (x, y))
-        params, state, opt_state, data_sum, metric_sum = batch_update(
+        params, state, opt_state, fig = batch_update(
             cfg.net, cfg.loss, cfg.optimizer, cfg.metric, params, state, opt_state, xb, yb, None,
             jax.random.fold_in(epoch_key, 0))
-        return replicated(cfg, (params, state, opt_state)), data_sum, metric_sum
+        return (replicated(cfg, (params, state, opt_state)), fig.data_sum, fig.metric_sum,
+                fig.reg_loss)
     dropout_key = jax.random.split(epoch_key)[1]
     idx, weights = batch_plan(n, cfg.batch_size, order)
     if cfg.batch_size * idx.shape[0] == n:
@@ -51,23 +70,25 @@ def _train_epoch(cfg: TrainConfig, carry: tuple[Params, State, PyTree], x: Array
     counts[-1] = n - cfg.batch_size * (idx.shape[0] - 1)
     batch_counts = jnp.asarray(counts)
 
-    def step(inner: tuple[Params, State, PyTree, Array, Array],
+    def step(inner: tuple[Params, State, PyTree, Array, Array, Array],
              batch: tuple[Array, Array, Array]) -> tuple[tuple[Params, State, PyTree, Array,
-                                                               Array], None]:
-        p, s, o, loss_acc, metric_acc = inner
+                                                               Array, Array], None]:
+        p, s, o, loss_acc, metric_acc, reg_acc = inner
         rows, w, i = batch
         xb, yb, wb = split_rows(cfg, (x[rows], y[rows], None if weights_or_none is None else w))
-        p, s, o, data_sum, metric_sum = batch_update(
+        p, s, o, fig = batch_update(
             cfg.net, cfg.loss, cfg.optimizer, cfg.metric, p, s, o, xb, yb, wb,
             jax.random.fold_in(dropout_key, i), None if wb is None else batch_counts[i])
         p, s, o = replicated(cfg, (p, s, o))
-        return (p, s, o, loss_acc + data_sum, metric_acc + metric_sum), None
+        return (p, s, o, loss_acc + fig.data_sum, metric_acc + fig.metric_sum,
+                reg_acc + fig.reg_loss), None
 
     zero = jnp.zeros((), jnp.float32)
     steps = jnp.arange(idx.shape[0], dtype=jnp.int32)
-    (params, state, opt_state, data_sum, metric_sum), _ = jax.lax.scan(
-        step, (params, state, opt_state, zero, zero), (idx, weights, steps), unroll=cfg.unroll)
-    return (params, state, opt_state), data_sum, metric_sum
+    (params, state, opt_state, data_sum, metric_sum, reg_sum), _ = jax.lax.scan(
+        step, (params, state, opt_state, zero, zero, zero), (idx, weights, steps),
+        unroll=cfg.unroll)
+    return (params, state, opt_state), data_sum, metric_sum, reg_sum / idx.shape[0]
 
 
 def run_epochs(cfg: TrainConfig, params: Params, state: State, opt_state: PyTree, x: Array,
@@ -94,15 +115,16 @@ def run_epochs(cfg: TrainConfig, params: Params, state: State, opt_state: PyTree
         run = healthy & is_active
 
         def train(c: tuple[Params, State, PyTree]) -> tuple[tuple[Params, State, PyTree], Array,
-                                                            Array]:
+                                                            Array, Array]:
             return _train_epoch(cfg, c, x, y, jax.random.fold_in(key, epoch_id), order)
 
         def skip(c: tuple[Params, State, PyTree]) -> tuple[tuple[Params, State, PyTree], Array,
-                                                           Array]:
-            return c, jnp.float32(jnp.nan), jnp.float32(jnp.nan)
+                                                           Array, Array]:
+            nan = jnp.float32(jnp.nan)
+            return c, nan, nan, nan
 
-        new, data_sum, metric_sum = jax.lax.cond(run, train, skip, (params, state, opt_state))
-        reg_loss = cfg.net.penalty(new[0])
+        new, data_sum, metric_sum, reg_loss = jax.lax.cond(run, train, skip,
+                                                           (params, state, opt_state))
         data_loss = data_sum / n
         finite = run & jnp.isfinite(data_loss + reg_loss)
         kept = new

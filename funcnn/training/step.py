@@ -16,10 +16,11 @@ from funcnn.nn.activation import is_last_axis_softmax
 from funcnn.nn.combinators import serial
 from funcnn.nn.layer import Layer
 from funcnn.optim.base import GradientTransformation, apply_updates
-from funcnn.training.batching import checked_per_example
+from funcnn.training.batching import check_batch_rows, checked_per_example
+from funcnn.training.checks import check_optimizer
 from funcnn.typing import Array, LossFn, MetricFn, Params, PRNGKey, PyTree, State
 
-__all__ = ["StepMetrics", "batch_update", "make_train_step", "softmax_output_body"]
+__all__ = ["BatchFigures", "StepMetrics", "batch_update", "make_train_step", "softmax_output_body"]
 
 
 class StepMetrics(NamedTuple):
@@ -47,23 +48,34 @@ def _book_softmax_cce(logits: Array, labels: Array) -> Array:
     return softmax_categorical_crossentropy(logits, labels, name="categorical_crossentropy")
 
 
+class BatchFigures(NamedTuple):
+    """What one step measured, all at the params before its update (the objective that was
+    optimized): weighted sums over the batch of the per-example data loss and metric (not
+    yet divided by the sample count), and the penalty `net.penalty(params)`."""
+
+    data_sum: Array
+    metric_sum: Array
+    reg_loss: Array
+
+
 def batch_update(net: Layer, loss: LossFn, optimizer: GradientTransformation,
-                  metric: MetricFn | None, params: Params, state: State, opt_state: PyTree,
-                  x: Array, y: Array, weights: Array | None, key: PRNGKey | None,
-                  count: Array | None = None) -> tuple[Params, State, PyTree, Array, Array]:
-    """One optimizer step; returns new params/state/opt_state and the batch's weighted
-    sums of per-example data loss and metric (not yet divided by the sample count).
+                 metric: MetricFn | None, params: Params, state: State, opt_state: PyTree,
+                 x: Array, y: Array, weights: Array | None, key: PRNGKey | None,
+                 count: Array | None = None) -> tuple[Params, State, PyTree, BatchFigures]:
+    """One optimizer step; returns new params/state/opt_state and the step's figures.
     `count`, when given, is `sum(weights)` known beforehand (under a mesh this saves a
     cross-device reduction per step)."""
 
     body = softmax_output_body(net, loss)
 
-    def objective(p: Params) -> tuple[Array, tuple[Array, Array, State]]:
+    def objective(p: Params) -> tuple[Array, tuple[BatchFigures, State]]:
         if body is None:
             pred, new_state = net.apply(p, state, x, key=key, train=True)
+            check_batch_rows("the network's output", pred, x.shape[0])
             per_example = checked_per_example("loss", loss, pred, y)
         else:  # the book's combined softmax + cross-entropy: same value, fused gradient
             logits, new_state = body.apply(p, state, x, key=key, train=True)
+            check_batch_rows("the network's output", logits, x.shape[0])
             per_example = checked_per_example("loss", _book_softmax_cce, logits, y)
             pred = activations.softmax(logits)
         w = jnp.ones_like(per_example) if weights is None else weights.astype(per_example.dtype)
@@ -74,12 +86,13 @@ def batch_update(net: Layer, loss: LossFn, optimizer: GradientTransformation,
         if metric is not None:
             per_metric = checked_per_example("metric", metric, jax.lax.stop_gradient(pred), y)
             metric_sum = jnp.sum(w * per_metric)
-        total = data_sum / count_or_one + net.penalty(p)
-        return total, (data_sum, metric_sum, new_state)
+        reg_loss = net.penalty(p)
+        total = data_sum / count_or_one + reg_loss
+        return total, (BatchFigures(data_sum, metric_sum, reg_loss), new_state)
 
-    grads, (data_sum, metric_sum, new_state) = jax.grad(objective, has_aux=True)(params)
+    grads, (figures, new_state) = jax.grad(objective, has_aux=True)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
-    return apply_updates(params, updates), new_state, opt_state, data_sum, metric_sum
+    return apply_updates(params, updates), new_state, opt_state, figures
 
 
 def _is_optimizer(value: object) -> bool:
@@ -100,20 +113,19 @@ def make_train_step(net: Layer, optimizer: GradientTransformation, loss: LossFn,
                       "make_train_step(net, optimizer, loss, metric=...), as in fit",
                       DeprecationWarning, stacklevel=2)
         optimizer, loss = loss, optimizer  # type: ignore[assignment]
-    if not _is_optimizer(optimizer):
-        raise TypeError(f"make_train_step: optimizer must have init and update (an optax-style "
-                        f"GradientTransformation), got {type(optimizer).__name__}")
+    check_optimizer("make_train_step", optimizer)
 
     def step(params: Params, state: State, opt_state: PyTree, x: Array, y: Array, *,
              key: PRNGKey | None = None, weights: Array | None = None,
              ) -> tuple[Params, State, PyTree, StepMetrics]:
         count = jnp.float32(x.shape[0]) if weights is None else jnp.sum(weights)
-        new_params, new_state, new_opt, data_sum, metric_sum = batch_update(
+        new_params, new_state, new_opt, figures = batch_update(
             net, loss, optimizer, metric, params, state, opt_state, x, y, weights, key)
-        data_loss = data_sum / jnp.maximum(count, 1.0)
-        reg_loss = net.penalty(params)
-        accuracy = metric_sum / jnp.maximum(count, 1.0) if metric is not None else jnp.nan
+        data_loss = figures.data_sum / jnp.maximum(count, 1.0)
+        accuracy = (figures.metric_sum / jnp.maximum(count, 1.0) if metric is not None
+                    else jnp.nan)
         return new_params, new_state, new_opt, StepMetrics(
-            data_loss + reg_loss, data_loss, reg_loss, jnp.asarray(accuracy, jnp.float32))
+            data_loss + figures.reg_loss, data_loss, figures.reg_loss,
+            jnp.asarray(accuracy, jnp.float32))
 
     return step

@@ -1,0 +1,171 @@
+"""Checks of the training API's arguments, made once per call before anything compiles: each
+bad argument gets one line naming it and the fix, never a raw Python, lax or tracer error.
+
+The value check (`check_values`) is one compiled reduction over each array: the first row
+of x that is not finite or lies outside the network's declared `input_bounds`, the first
+non-finite row of floating targets, and the first integer label outside `[0, K)` for a
+network with K outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcnn.nn.errors import LayerError
+from funcnn.nn.layer import Layer
+from funcnn.training.batching import check_data
+from funcnn.typing import Array, ArrayLike, Params, PyTree, State
+
+__all__ = ["check_count", "check_key", "check_optimizer", "check_values", "checked_data",
+           "example_output", "member_template", "refuse_traced"]
+
+HOST_LEVEL = ("{where} is a host-level loop: it runs compiled programs itself and cannot be "
+              "traced by jax.jit, jax.vmap or jax.grad. Inside your own compiled code use "
+              "make_train_step (one step) or net.apply; to train many models at once use "
+              "fit_ensemble")
+
+
+def check_count(where: str, name: str, value: object, minimum: int = 0) -> int:
+    """`value` as an int >= `minimum`: Python or NumPy integers, not bools or floats."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{where}: {name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_key(where: str, key: object, name: str = "key") -> None:
+    """A PRNG key: typed (`jax.random.key(0)`) or raw uint32 (`jax.random.PRNGKey(0)`)."""
+    ok = isinstance(key, jax.Array | np.ndarray) and (
+        jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        or (key.dtype == np.uint32 and key.ndim >= 1 and key.shape[-1] == 2))
+    if not ok:
+        raise TypeError(f"{where}: {name} must be a JAX PRNG key such as jax.random.key(0), "
+                        f"got {type(key).__name__}")
+
+
+def check_optimizer(where: str, optimizer: object) -> None:
+    """An optax-style transformation with `init` and `update`; a factory passed without being
+    called (`adam` for `adam(0.001)`) gets a hint."""
+    if callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update",
+                                                                       None)):
+        return
+    if callable(optimizer):
+        name = getattr(optimizer, "__name__", type(optimizer).__name__)
+        raise TypeError(f"{where}: optimizer {name} is a function, not an optimizer: call it, "
+                        f"e.g. {name}(learning_rate=0.001)")
+    raise TypeError(f"{where}: optimizer must have init and update (an optax-style "
+                    f"GradientTransformation), got {type(optimizer).__name__}")
+
+
+def refuse_traced(where: str, tree: PyTree) -> None:
+    """Raise when any leaf of `tree` is a tracer: `where` was called under jit/vmap/grad."""
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree)):
+        raise TypeError(HOST_LEVEL.format(where=where))
+
+
+def example_output(where: str, net: Layer, params: Params, state: State, x: Array,
+                   ) -> jax.ShapeDtypeStruct:
+    """The network's output for one example of `x` (shape `x.shape[1:]`), traced abstractly.
+    A shape that does not fit the network raises its error with `where` in front and the
+    hint that x needs a leading sample axis."""
+    example = jax.ShapeDtypeStruct(x.shape[1:], x.dtype)  # type: ignore[no-untyped-call]
+    try:
+        out = jax.eval_shape(lambda p, s, v: net.apply(p, s, v)[0], params, state, example)
+    except LayerError as err:
+        hint = (f"; x holds {x.shape[0]} examples of shape {x.shape[1:]} (a leading sample "
+                "axis; for one example use x[None])")
+        raise type(err)(where, f"{err}{hint}") from None
+    result: jax.ShapeDtypeStruct = out
+    return result
+
+
+def _first_true(flags: Array) -> Array:
+    """Index of the first True in `flags` (N,), or -1 when there is none."""
+    return jnp.where(jnp.any(flags), jnp.argmax(flags), -1)
+
+
+def _row_flags(bad: Array) -> Array:
+    """Per-row OR of an element-wise flag array `(N, ...)`."""
+    return jnp.any(bad.reshape(bad.shape[0], -1), axis=1)
+
+
+@partial(jax.jit, static_argnums=(2, 3))
+def _bad_rows(x: Array, y: Array | None, bounds: tuple[float, float] | None,
+              classes: int | None) -> Array:
+    """`[x non-finite, x out of bounds, y non-finite, y label out of range]`: first bad row
+    (or -1) of each, as one int32 vector (one transfer to the host)."""
+    found = [_first_true(_row_flags(~jnp.isfinite(x))) if jnp.issubdtype(x.dtype, jnp.floating)
+             else jnp.int32(-1)]
+    if bounds is None:
+        found.append(jnp.int32(-1))
+    else:
+        found.append(_first_true(_row_flags((x < bounds[0]) | (x >= bounds[1]))))
+    if y is not None and jnp.issubdtype(y.dtype, jnp.floating):
+        found.append(_first_true(_row_flags(~jnp.isfinite(y))))
+    else:
+        found.append(jnp.int32(-1))
+    if y is not None and classes is not None:
+        found.append(_first_true((y < 0) | (y >= classes)))
+    else:
+        found.append(jnp.int32(-1))
+    return jnp.stack([jnp.asarray(f, jnp.int32) for f in found])
+
+
+def _label_classes(y: Array | None, out: jax.ShapeDtypeStruct) -> int | None:
+    """K for integer labels `(N,)` of a network with K > 1 outputs `(K,)`, else None."""
+    if y is None or y.ndim != 1 or not jnp.issubdtype(y.dtype, jnp.integer):
+        return None
+    if len(out.shape) != 1 or out.shape[0] < 2:
+        return None
+    return int(out.shape[0])
+
+
+def check_values(where: str, net: Layer, x: Array, y: Array | None,
+                 out: jax.ShapeDtypeStruct) -> None:
+    """Refuse data that would train or score silently wrong: a non-finite row of x or of
+    floating y, x outside the network's `input_bounds`, or a label outside `[0, K)`
+    (K from the per-example output `out`). Names the array and its first bad row."""
+    bounds = net.input_bounds
+    classes = _label_classes(y, out)
+    found = np.asarray(jax.device_get(_bad_rows(x, y, bounds, classes)))
+    describe: list[Callable[[int], str]] = [
+        lambda i: f"row {i} of x is not finite (NaN or infinity)",
+        lambda i: f"row {i} of x has values outside [{bounds[0]}, {bounds[1]}), the range "
+        "the network's first layer accepts" if bounds else "",
+        lambda i: f"row {i} of y is not finite (NaN or infinity)",
+        lambda i: f"label y[{i}] = {_label_at(y, i)} is outside 0..{classes - 1}, the "
+        f"{classes} classes of the network's output" if classes else "",
+    ]
+    for index, text in zip(found, describe, strict=True):
+        if index >= 0:
+            raise ValueError(f"{where}: {text(int(index))}")
+
+
+def _label_at(y: Any, i: int) -> int:
+    return int(jax.device_get(y[i]))
+
+
+def member_template(tree: PyTree) -> PyTree:
+    """One member's abstract tree (`ShapeDtypeStruct`s) of an ensemble's stacked `tree`."""
+    return jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), tree)  # type: ignore[no-untyped-call]
+
+
+def checked_data(where: str, net: Layer, params: Params, state: State, x: ArrayLike,
+                 y: ArrayLike | None, *, needs_targets: bool = True,
+                 ) -> tuple[Array, Array | None]:
+    """`x` and `y` on the device after every check of this module: shapes (one example of x
+    fits the network), targets present when `needs_targets`, and values (`check_values`).
+    `params`/`state` may be abstract (`jax.ShapeDtypeStruct` trees)."""
+    if needs_targets and y is None:
+        raise ValueError(f"{where}: y is None; pass the targets (labels or values), one per "
+                         "row of x")
+    x_arr, y_arr = check_data(where, x, y)
+    out = example_output(where, net, params, state, x_arr)
+    check_values(where, net, x_arr, y_arr, out)
+    return x_arr, y_arr
