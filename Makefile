@@ -1,12 +1,13 @@
 # funcnn: `make demo` runs the main job, `make test` the whole suite.
-# Both create the virtual environment in .venv when it is missing.
+# Both create the virtual environment in .venv when it is missing (with the dev extra,
+# which brings pytest, ruff, mypy and import-linter).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.funcnn-installed
 EXTRAS := dev,data,plot
 
-.PHONY: demo test lint typecheck pytest venv bench clean
+.PHONY: demo test lint typecheck imports pytest venv bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,10 +26,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy funcnn
 
+# The import contracts in pyproject.toml ([tool.importlinter]; docs/design.md, "Architecture").
+imports: $(STAMP)
+	$(BIN)/lint-imports --no-cache --no-logo
+
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
-test: lint typecheck pytest
+test: lint typecheck imports pytest
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_mlp.py
