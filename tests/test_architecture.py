@@ -186,8 +186,8 @@ def test_a_new_layer_module_needs_no_edit_outside_nn(tmp_path: Path) -> None:
     nn = root / "funcnn" / "nn"
     (nn / "scale.py").write_text(NEW_LAYER, encoding="utf-8")
     init = (nn / "__init__.py").read_text(encoding="utf-8")
-    # The family's import line, and its name in funcnn.nn.__all__ (which the star import
-    # of the top-level funcnn/__init__.py follows).
+    # The family's import line and its name in funcnn.nn.__all__ (which the top-level
+    # funcnn/__init__.py star-imports); nothing outside funcnn/nn/ changes.
     init = init.replace("\n__all__ = [\n", '\nfrom funcnn.nn.scale import Scale\n\n'
                         '__all__ = [\n    "Scale",\n', 1)
     assert "funcnn.nn.scale" in init
@@ -207,3 +207,16 @@ def test_no_module_is_over_400_lines() -> None:
     assert len(lengths) > 40
     too_long = {path: n for path, n in lengths.items() if n > MAX_LINES}
     assert not too_long, f"modules over {MAX_LINES} lines (split them): {too_long}"
+
+
+def test_funcnn_nn_lists_every_name_it_imports() -> None:
+    """A family imported into funcnn/nn/__init__.py but missing from its __all__ would not
+    reach the top level (nor a type checker): add the name to __all__ there."""
+    import types
+
+    import funcnn.nn
+
+    imported = {name for name, value in vars(funcnn.nn).items()
+                if not name.startswith("_") and not isinstance(value, types.ModuleType)}
+    assert imported == set(funcnn.nn.__all__)
+    assert set(funcnn.nn.__all__) <= set(funcnn.__all__)

@@ -1,7 +1,8 @@
 """Layers: the `Layer` contract, the book's layers, combinators and `summary`.
 
-Each layer family is one module here; its public names are re-exported below (and from
-`funcnn` itself), so adding a family is one module plus one import line.
+Each layer family is one module here; its public names are imported below and listed in
+`__all__` (tests check that the two agree), and `funcnn` star-imports them, so adding a
+family touches no file outside this package.
 """
 
 from funcnn.nn.activation import (
@@ -24,6 +25,7 @@ from funcnn.nn.layer import (
     Layer,
     check_float_input,
     check_input_shape,
+    init_shapes,
     no_penalty,
     parameter_free,
 )
@@ -49,6 +51,7 @@ __all__ = [
     "Tanh",
     "check_float_input",
     "check_input_shape",
+    "init_shapes",
     "is_last_axis_softmax",
     "named",
     "no_penalty",
