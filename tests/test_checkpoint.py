@@ -479,8 +479,8 @@ def header(**entries: str) -> dict[str, str]:
     ("entries", "message"),
     [
         (
-            {"format_version": "2"},
-            r"unsupported checkpoint format version 2 \(this funcnn reads version 1\)",
+            {"format_version": "3"},
+            r"unsupported checkpoint format version 3 \(this funcnn reads versions up to 2\)",
         ),
         ({"format_version": "one"}, r"corrupt checkpoint header \(format version 'one'\)"),
         ({"paths": '["w", "b"]'}, r"corrupt checkpoint header \(the 'paths' list does not match"),

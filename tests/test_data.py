@@ -297,6 +297,43 @@ def test_preprocess_image_resizes_halves_and_converts_colour(tmp_path: Path) -> 
     np.testing.assert_array_equal(np.asarray(preprocess_image(str(path), flatten=False)), result)
 
 
+def test_preprocess_image_of_a_16_bit_png_agrees_with_image_folder(tmp_path: Path) -> None:
+    from funcnn.datasets import image_folder
+
+    values = np.linspace(0, 65535, 28 * 28).round().astype(np.uint16).reshape(28, 28)
+    path = tmp_path / "0" / "deep.png"
+    path.parent.mkdir()
+    Image.fromarray(values).save(path)
+    eight_bit = ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)  # round(v / 257)
+    folder = image_folder(tmp_path).images[0]
+    np.testing.assert_array_equal(folder, eight_bit)
+    assert (folder.min(), folder.max()) == (0, 255)
+    expected = np.asarray(preprocess_image(eight_bit, flatten=False))
+    np.testing.assert_allclose(expected, (255.0 - eight_bit - 127.5) / 127.5, atol=1e-7)
+    with Image.open(path) as opened:
+        from_pillow = preprocess_image(opened, flatten=False)
+        # What Pillow before 10.3 returns for this file: mode "I" (int32), format PNG.
+        old_pillow = opened.convert("I")
+        old_pillow.format = "PNG"
+        from_old_pillow = preprocess_image(old_pillow, flatten=False)
+    for result in (preprocess_image(path, flatten=False), from_pillow, from_old_pillow):
+        np.testing.assert_array_equal(np.asarray(result), expected)
+
+
+def test_preprocess_image_refuses_wide_pixels_it_cannot_scale() -> None:
+    wide = Image.fromarray(np.array([[-3, 0], [255, 1000]], np.int32))
+    assert wide.mode == "I"
+    with pytest.raises(ValueError, match=re.escape(
+        "preprocess_image: pixel values span -3..1000, beyond 0..255, and Pillow mode I images "
+        "have no known bit depth; save the image as 8- or 16-bit grayscale"
+    )):
+        preprocess_image(wide)
+    floats = Image.fromarray(np.array([[0.0, np.nan], [1.0, 2.0]], np.float32))
+    with pytest.raises(ValueError, match=r"^preprocess_image: pixel values include NaN, and "
+                                         r"Pillow mode F images have no known bit depth"):
+        preprocess_image(floats)
+
+
 def test_preprocess_image_errors() -> None:
     with pytest.raises(TypeError, match=r"needs uint8 pixels in 0\.\.255, got dtype float64"):
         preprocess_image(np.zeros((28, 28)))

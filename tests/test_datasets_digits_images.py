@@ -116,6 +116,41 @@ def test_image_folder_errors(tmp_path: Path) -> None:
         image_folder(tmp_path)
 
 
+SIXTEEN_BIT = np.array([[0, 128, 129, 257, 32767, 32768],
+                        [1000, 65278, 65406, 65407, 65534, 65535]], np.uint16)
+"""16-bit values around the rounding edges of v -> round(v * 255 / 65535) = round(v / 257)."""
+SIXTEEN_BIT_AS_8 = np.array([[0, 0, 1, 1, 127, 128], [4, 254, 254, 255, 255, 255]], np.uint8)
+
+
+def test_image_folder_scales_16_bit_grayscale_by_its_bit_depth(tmp_path: Path) -> None:
+    path = tmp_path / "0" / "deep.png"
+    path.parent.mkdir()
+    Image.fromarray(SIXTEEN_BIT).save(path)
+    with Image.open(path) as image:
+        assert image.mode == "I;16"  # a real 16-bit grayscale PNG
+    save(tmp_path / "1" / "flat.png", gray(200, (2, 6)))
+    images, labels, _ = image_folder(tmp_path)
+    assert images.dtype == np.uint8
+    np.testing.assert_array_equal(images[0], SIXTEEN_BIT_AS_8)
+    np.testing.assert_array_equal(images[0], np.round(SIXTEEN_BIT / 257.0))
+    np.testing.assert_array_equal(images[1], gray(200, (2, 6)))  # 8-bit files unchanged
+    np.testing.assert_array_equal(labels, [0, 1])
+
+
+def test_image_folder_refuses_32_bit_pixels_beyond_255(tmp_path: Path) -> None:
+    path = tmp_path / "0" / "wide.tif"
+    path.parent.mkdir()
+    Image.fromarray(np.array([[0, 255], [256, 70000]], np.int32)).save(path)
+    with pytest.raises(ValueError, match=re.escape(
+        f"{path}: pixel values span 0..70000, beyond 0..255, and Pillow mode I images have no "
+        "known bit depth; save the image as 8- or 16-bit grayscale"
+    )):
+        image_folder(tmp_path, extensions=(".tif",))
+    Image.fromarray(np.array([[0, 255], [17, 3]], np.int32)).save(path)  # 8-bit values: fine
+    np.testing.assert_array_equal(image_folder(tmp_path, extensions=(".tif",)).images[0],
+                                  [[0, 255], [17, 3]])
+
+
 def test_image_folders_train_and_test(tmp_path: Path) -> None:
     for part, value in (("train", 1), ("test", 2)):
         for label in ("0", "1"):

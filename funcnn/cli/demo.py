@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from funcnn.checkpoint import check_writable
 from funcnn.cli.commands import PRESETS, SPLITS, TrainedModel, TrainOptions, train_model
 from funcnn.cli.model_spec import save_model
 from funcnn.training.inference import predict
@@ -69,6 +70,7 @@ def run_demo(out: Path, scale: float, seed: int, progress: bool) -> None:
 
     plots.require_matplotlib()  # fail before training, not after
     out.mkdir(parents=True, exist_ok=True)
+    check_writable(out / "spiral.safetensors")  # likewise: a failed save would lose the runs
     spiral = train_model(demo_options("spiral", scale, seed, progress))
     _report(f"spiral (the book's chapter-10 run: 3 classes of 100 points, "
             f"{spiral.model.info.training['epochs']} full-batch epochs)", spiral)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from funcnn.checkpoint import check_writable
 from funcnn.cli.commands import BOOK_LEARNING_RATES, OPTIMIZERS, PRESETS, TrainOptions
 from funcnn.cli.dataset_splits import DATASETS, GENERATED
 from funcnn.cli.model_spec import ACTIVATIONS, INITS
@@ -246,6 +247,8 @@ def train_options(args: argparse.Namespace) -> TrainOptions:
     if out.is_dir():
         raise UsageError(f"--out {out} is a directory; give a file name such as "
                          f"{out / 'model.safetensors'}")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise UsageError(f"--out {out}: {out.parent} is not a directory")
     if not out.parent.is_dir():
         raise UsageError(f"--out {out}: directory {out.parent} does not exist")
     batch = preset.batch_size if args.batch_size is None else (args.batch_size or None)
@@ -270,6 +273,8 @@ def run(args: argparse.Namespace) -> None:
         raise UsageError("a command is required: demo, train, evaluate, predict or summary "
                          "(see `funcnn --help`)")
     options = train_options(args) if args.command == "train" else None
+    if options is not None:
+        check_writable(args.out)  # before any training: a failed save would lose the run
     if args.command in ("evaluate", "predict", "summary"):
         _check_model_file(args.model)
     if not args.no_compile_cache:

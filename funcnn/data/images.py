@@ -28,12 +28,46 @@ def require_pillow() -> ModuleType:
     return Image
 
 
+class _UnscalablePixelsError(ValueError):
+    """Pixels beyond 0..255 in an image of no known bit depth."""
+
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+_WIDE_MODES = ("I", "F")  # 32-bit integer and float pixels: no bit depth to scale by
+
+
+def gray_pixels(image: Any, where: str) -> NumpyArray:
+    """A Pillow image as uint8 gray `(H, W)`: Pillow's "L" conversion, except that 16-bit
+    grayscale (modes "I;16*", and "I" from a PNG, as Pillow < 10.3 opens them) is scaled by
+    its bit depth, `v -> round(v * 255 / 65535)`, where "L" would clip at 255. Other "I" and
+    "F" images must hold values in 0..255; otherwise a ValueError names `where`."""
+    if image.mode in _SIXTEEN_BIT_MODES or (image.mode == "I" and image.format == "PNG"):
+        values = np.asarray(image).astype(np.int64)  # 0..65535: PNG has at most 16 bits
+        return ((values + 128) // 257).astype(np.uint8)  # round(v / 257), never a tie
+    if image.mode in _WIDE_MODES:
+        _check_8_bit_range(np.asarray(image), image.mode, where)
+    return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def _check_8_bit_range(values: NumpyArray, mode: str, where: str) -> None:
+    """A ValueError naming `where` unless every value is within 0..255."""
+    if bool(np.all((values >= 0) & (values <= 255))):
+        return
+    span = ("include NaN" if np.isnan(values).any()
+            else f"span {np.min(values).item()}..{np.max(values).item()}, beyond 0..255")
+    raise _UnscalablePixelsError(
+        f"{where}: pixel values {span}, and Pillow mode {mode} images have no known bit "
+        "depth; save the image as 8- or 16-bit grayscale")
+
+
 def read_grayscale(path: Path) -> NumpyArray:
-    """One image file as a uint8 `(H, W)` array (Pillow's "L" conversion); errors name it."""
+    """One image file as a uint8 `(H, W)` array (see `gray_pixels`); errors name it."""
     image_module = require_pillow()
     try:
         with image_module.open(path) as image:
-            return np.asarray(image.convert("L"), dtype=np.uint8)
+            return gray_pixels(image, str(path))
+    except _UnscalablePixelsError:
+        raise
     except (OSError, ValueError, SyntaxError) as error:
         raise ValueError(f"{path}: cannot read as an image ({error})") from error
 
@@ -44,7 +78,7 @@ ImageSource: TypeAlias = Any
 
 def _to_grayscale(image: ImageSource, image_module: Any) -> Any:
     if isinstance(image, image_module.Image):
-        return image.convert("L")
+        return image_module.fromarray(gray_pixels(image, "preprocess_image"))
     if isinstance(image, str | os.PathLike):
         return image_module.fromarray(read_grayscale(Path(image)), mode="L")
     pixels = np.asarray(image)
@@ -73,7 +107,8 @@ def preprocess_image(
     """The book's chapter-22 preparation of a new photo for a Fashion-MNIST model.
 
     Grayscale (Pillow's luma `L = 0.299 R + 0.587 G + 0.114 B`; alpha ignored, as by the
-    book's `cv2.imread`), resize to `size` `(height, width)` with Pillow's bilinear filter
+    book's `cv2.imread`; 16-bit gray scaled to 8 bits by `gray_pixels`, as in
+    `image_folder`), resize to `size` `(height, width)` with Pillow's bilinear filter
     (antialiased when shrinking, unlike `cv2.resize`), invert (`255 - x`, for dark-on-light
     photos), scale `(x - 127.5) / 127.5` into [-1, 1]. Returns float32 `(H * W,)` with
     `flatten`, else `(H, W)`; add a batch axis with `[None]`.

@@ -35,7 +35,9 @@ def image_folder(
     Every sub-directory of `root` is a label; label `k` is `label_names[k]` in sorted order
     (numeric when all names are numbers, as in the book's `0` ... `9`). Files are read in name
     order, hidden entries skipped. All images must share one size; the first that differs is
-    named in the error, as is an empty label directory or an unreadable file.
+    named in the error, as is an empty label directory or an unreadable file. Colour becomes
+    Pillow's luma; 16-bit grayscale is scaled `v -> round(v * 255 / 65535)`, not clipped
+    (`funcnn.data.images.gray_pixels`, as in `preprocess_image`).
     """
     base = Path(root)
     if not base.is_dir():

@@ -2,42 +2,58 @@
 
 Each leaf is stored under its readable key path (`params/0_dense/w`,
 `opt_state/0/mu/0_dense/w`) with its exact dtype and shape; the safetensors header also
-holds a format marker, a format version, the leaf order and user metadata as JSON.
-Saving is atomic (temp file in the same directory, fsync, `os.replace`), and loading
-checks every path, shape and dtype against a template before anything is returned.
+holds a format marker, a format version, the leaf order, user metadata as JSON and (from
+format version 2) SHA-256 checksums of every array, the leaf order and the metadata,
+verified on every read: a changed byte raises CheckpointError naming the array (or header
+entry) and the file. Files of format version 1 (no checksums) still load, unverified.
+Saving is atomic (temp file in the same directory, fsync, `os.replace`) and gives the file
+the mode any new file gets (on overwrite, the replaced file's); loading checks every path,
+shape and dtype against a template before anything is returned.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from safetensors import SafetensorError, TensorSpec, safe_open, serialize_file
+from safetensors import SafetensorError, TensorSpec
 
+from funcnn.checkpoint._files import (
+    StrPath,
+    check_writable,
+    open_checkpoint,
+    resolve_source,
+    resolve_target,
+    write_atomically,
+)
+from funcnn.checkpoint._format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    RESERVED_NAME,
+    CheckpointError,
+    build_header,
+    get_tensor,
+    read_header,
+)
 from funcnn.tree import path_to_str
 from funcnn.typing import NumpyArray, PyTree
 
-FORMAT_NAME = "funcnn.checkpoint"
-FORMAT_VERSION = 1
-
-StrPath: TypeAlias = str | os.PathLike[str]
-
-_FORMAT_KEY = "format"
-_VERSION_KEY = "format_version"
-_PATHS_KEY = "paths"
-_METADATA_KEY = "metadata"
-_RESERVED_NAME = "__metadata__"  # safetensors keeps its header metadata under this name
-
-
-class CheckpointError(ValueError):
-    """A file that is not a readable funcnn checkpoint, or one that does not fit a template."""
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "StrPath",
+    "check_writable",
+    "load_checkpoint",
+    "read_arrays",
+    "read_metadata",
+    "save_checkpoint",
+]
 
 
 # ----------------------------------------------------------------------------- saving
@@ -53,31 +69,14 @@ def save_checkpoint(
     `metadata` must be JSON (str keys; tuples come back as lists). The file is first
     written to a hidden temp file beside `path`, fsynced, then moved over `path` with
     `os.replace`: a crash leaves the previous file intact (a killed writer may leave its
-    `.NAME.<hex>.tmp` file behind; it is never read).
+    `.NAME.<hex>.tmp` file behind, NAME cut to 32 characters; it is never read). A place
+    that cannot be written raises CheckpointError (an OSError) naming `path`.
     """
-    target = _resolve_target(path)
+    target = resolve_target(path)
     arrays = _flatten_to_numpy(tree)
-    header = {
-        _FORMAT_KEY: FORMAT_NAME,
-        _VERSION_KEY: str(FORMAT_VERSION),
-        _PATHS_KEY: json.dumps(list(arrays)),
-        _METADATA_KEY: _metadata_to_json(metadata),
-    }
+    header = build_header(arrays, _metadata_to_json(metadata))
     specs = {name: _tensor_spec(name, array) for name, array in arrays.items()}
-    _write_atomically(target, specs, header)
-
-
-def _resolve_target(path: StrPath) -> Path:
-    """`path` as a Path whose parent directory exists and which is not itself a directory."""
-    target = Path(os.fspath(path))
-    parent = target.parent
-    if not parent.is_dir():
-        raise FileNotFoundError(
-            f"cannot save checkpoint to '{target}': parent directory '{parent}' does not exist"
-        )
-    if target.is_dir():
-        raise IsADirectoryError(f"cannot save checkpoint to '{target}': it is a directory")
-    return target
+    write_atomically(target, specs, header)
 
 
 def _flatten_to_numpy(tree: PyTree) -> dict[str, NumpyArray]:
@@ -90,7 +89,7 @@ def _flatten_to_numpy(tree: PyTree) -> dict[str, NumpyArray]:
                 f"two leaves share the checkpoint path '{name}'; rename a key "
                 "(dict keys containing '/' can collide with nested keys)"
             )
-        if name == _RESERVED_NAME:
+        if name == RESERVED_NAME:
             raise ValueError(f"leaf path '{name}' is reserved by safetensors; rename that key")
         arrays[name] = _leaf_to_numpy(name, leaf)
     return arrays
@@ -167,48 +166,23 @@ def _check_json_value(value: object, where: str) -> None:
     raise TypeError(f"{where} is a {type(value).__name__}, which JSON metadata cannot hold{hint}")
 
 
-def _write_atomically(target: Path, specs: dict[str, TensorSpec], header: dict[str, str]) -> None:
-    """Serialize into a temp file beside `target`, fsync it, then `os.replace` it over."""
-    temp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
-    try:
-        serialize_file(specs, temp, metadata=header)
-        with open(temp, "r+b") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(target.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
-    if os.name != "posix":
-        return
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 # ----------------------------------------------------------------------------- reading
 
 
 def read_metadata(path: StrPath) -> dict[str, Any]:
     """The JSON metadata stored by `save_checkpoint` (`{}` when none was given)."""
-    source = _resolve_source(path)
-    with _open(source) as handle:
-        _paths, metadata = _read_header(source, handle)
-    return metadata
+    source = resolve_source(path)
+    with open_checkpoint(source) as handle:
+        return read_header(source, handle).metadata
 
 
 def read_arrays(path: StrPath) -> dict[str, NumpyArray]:
-    """Every stored array as `{key path: numpy array}`, in the saved tree's leaf order."""
-    source = _resolve_source(path)
-    with _open(source) as handle:
-        paths, _metadata = _read_header(source, handle)
-        return {name: _get_tensor(source, handle, name) for name in paths}
+    """Every stored array as `{key path: numpy array}`, in the saved tree's leaf order
+    (each checked against its checksum)."""
+    source = resolve_source(path)
+    with open_checkpoint(source) as handle:
+        header = read_header(source, handle)
+        return {name: get_tensor(source, handle, name, header.digests) for name in header.paths}
 
 
 def load_checkpoint(
@@ -217,16 +191,16 @@ def load_checkpoint(
     """`(tree, metadata)` with `tree` shaped exactly like `template`.
 
     `template` leaves may be arrays, `jax.ShapeDtypeStruct`s (e.g. from `jax.eval_shape`)
-    or Python scalars. Every path, shape and dtype is checked first; the first mismatch
-    (missing path, shape, dtype, then unexpected extra path) raises CheckpointError.
-    Leaves come back as jax arrays (on the template leaf's sharding when it has one),
-    or as numpy arrays with `as_numpy=True`.
+    or Python scalars. Every array's checksum, then every path, shape and dtype is checked
+    first; the first mismatch (missing path, shape, dtype, then unexpected extra path)
+    raises CheckpointError. Leaves come back as jax arrays (on the template leaf's sharding
+    when it has one), or as numpy arrays with `as_numpy=True`.
     """
-    source = _resolve_source(path)
+    source = resolve_source(path)
     flat_template, treedef = jax.tree_util.tree_flatten_with_path(template)
-    with _open(source) as handle:
-        paths, metadata = _read_header(source, handle)
-        stored = {name: _get_tensor(source, handle, name) for name in paths}
+    with open_checkpoint(source) as handle:
+        paths, metadata, digests = read_header(source, handle)
+        stored = {name: get_tensor(source, handle, name, digests) for name in paths}
     leaves = []
     for key_path, template_leaf in flat_template:
         name = path_to_str(key_path)
@@ -299,70 +273,3 @@ def _to_jax(source: Path, name: str, array: NumpyArray, template_leaf: object) -
 def _preview(names: list[str], limit: int = 5) -> str:
     shown = ", ".join(f"'{name}'" for name in names[:limit])
     return shown + (", ..." if len(names) > limit else "")
-
-
-# ----------------------------------------------------------------------------- file format
-
-
-def _resolve_source(path: StrPath) -> Path:
-    """`path` as a Path to an existing regular file, or a clear OSError."""
-    source = Path(os.fspath(path))
-    if source.is_dir():
-        raise IsADirectoryError(f"{source}: is a directory, not a checkpoint file")
-    if not source.exists():
-        raise FileNotFoundError(f"{source}: no such checkpoint file")
-    return source
-
-
-def _open(source: Path) -> Any:
-    """The safetensors reader of `source`; unreadable files raise CheckpointError."""
-    try:
-        return safe_open(source, framework="numpy")
-    except SafetensorError as error:
-        raise CheckpointError(f"{source}: not a funcnn checkpoint ({error})") from None
-
-
-def _read_header(source: Path, handle: Any) -> tuple[list[str], dict[str, Any]]:
-    """`(leaf paths in order, user metadata)` after checking the format marker and version."""
-    header: dict[str, str] = handle.metadata() or {}
-    if header.get(_FORMAT_KEY) != FORMAT_NAME:
-        raise CheckpointError(
-            f"{source}: not a funcnn checkpoint (a safetensors file without the "
-            f"'{_FORMAT_KEY}: {FORMAT_NAME}' marker)"
-        )
-    version = header.get(_VERSION_KEY, "")
-    if not version.isdigit():
-        raise CheckpointError(f"{source}: corrupt checkpoint header (format version {version!r})")
-    if int(version) != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{source}: unsupported checkpoint format version {int(version)} "
-            f"(this funcnn reads version {FORMAT_VERSION})"
-        )
-    paths = _parse_json(source, header, _PATHS_KEY)
-    if not isinstance(paths, list) or sorted(paths) != sorted(handle.keys()):
-        raise CheckpointError(
-            f"{source}: corrupt checkpoint header (the '{_PATHS_KEY}' list does not match "
-            "the stored arrays)"
-        )
-    metadata = _parse_json(source, header, _METADATA_KEY)
-    if not isinstance(metadata, dict):
-        raise CheckpointError(f"{source}: corrupt checkpoint header (metadata is not a dict)")
-    return paths, metadata
-
-
-def _parse_json(source: Path, header: dict[str, str], key: str) -> Any:
-    try:
-        return json.loads(header[key])
-    except (KeyError, json.JSONDecodeError) as error:
-        raise CheckpointError(
-            f"{source}: corrupt checkpoint header (entry '{key}': {error!r})"
-        ) from None
-
-
-def _get_tensor(source: Path, handle: Any, name: str) -> NumpyArray:
-    """One stored array; a file whose bytes cannot be read raises CheckpointError."""
-    try:
-        array: NumpyArray = handle.get_tensor(name)
-    except SafetensorError as error:
-        raise CheckpointError(f"{source}: cannot read array '{name}' ({error})") from None
-    return array
