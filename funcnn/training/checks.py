@@ -84,39 +84,37 @@ def example_output(where: str, net: Layer, params: Params, state: State, x: Arra
     return result
 
 
-def _first_true(flags: Array) -> Array:
+def _first_true(xp: Any, flags: Any) -> Any:
     """Index of the first True in `flags` (N,), or -1 when there is none."""
-    return jnp.where(jnp.any(flags), jnp.argmax(flags), -1)
+    return xp.where(xp.any(flags), xp.argmax(flags), -1)
 
 
-def _row_flags(bad: Array) -> Array:
+def _row_flags(xp: Any, bad: Any) -> Any:
     """Per-row OR of an element-wise flag array `(N, ...)`."""
-    return jnp.any(bad.reshape(bad.shape[0], -1), axis=1)
+    return xp.any(bad.reshape(bad.shape[0], -1), axis=1)
 
 
-@partial(jax.jit, static_argnums=(2, 3))
-def _bad_rows(x: Array, y: Array | None, bounds: tuple[float, float] | None,
-              classes: int | None) -> Array:
-    """`[x non-finite, x out of bounds, y non-finite, y label out of range]`: first bad row
-    (or -1) of each, as one int32 vector (one transfer to the host)."""
-    found = [_first_true(_row_flags(~jnp.isfinite(x))) if jnp.issubdtype(x.dtype, jnp.floating)
-             else jnp.int32(-1)]
-    if bounds is None:
-        found.append(jnp.int32(-1))
-    else:
-        found.append(_first_true(_row_flags((x < bounds[0]) | (x >= bounds[1]))))
-    if y is not None and jnp.issubdtype(y.dtype, jnp.floating):
-        found.append(_first_true(_row_flags(~jnp.isfinite(y))))
-    else:
-        found.append(jnp.int32(-1))
-    if y is not None and classes is not None:
-        found.append(_first_true((y < 0) | (y >= classes)))
-    else:
-        found.append(jnp.int32(-1))
-    return jnp.stack([jnp.asarray(f, jnp.int32) for f in found])
+def _bad_rows(xp: Any, x: Any, y: Any | None, bounds: tuple[float, float] | None,
+              classes: int | None) -> Any:
+    """`[x non-finite, x out of bounds, y non-finite, y label out of range]`: the first bad
+    row (or -1) of each, as one int32 vector; `xp` is NumPy (data still on the host) or
+    `jax.numpy` (data already on a device: one compiled program, one transfer)."""
+    none = xp.asarray(-1)
+    floating = xp.issubdtype(x.dtype, xp.floating)
+    found = [_first_true(xp, _row_flags(xp, ~xp.isfinite(x))) if floating else none,
+             none if bounds is None else
+             _first_true(xp, _row_flags(xp, (x < bounds[0]) | (x >= bounds[1])))]
+    y_floating = y is not None and xp.issubdtype(y.dtype, xp.floating)
+    found.append(_first_true(xp, _row_flags(xp, ~xp.isfinite(y))) if y_floating else none)
+    found.append(none if y is None or classes is None else
+                 _first_true(xp, (y < 0) | (y >= classes)))
+    return xp.stack([xp.asarray(f).astype(xp.int32) for f in found])
 
 
-def _label_classes(y: Array | None, out: jax.ShapeDtypeStruct) -> int | None:
+_bad_rows_on_device = jax.jit(partial(_bad_rows, jnp), static_argnums=(2, 3))
+
+
+def _label_classes(y: Array | np.ndarray | None, out: jax.ShapeDtypeStruct) -> int | None:
     """K for integer labels `(N,)` of a network with K > 1 outputs `(K,)`, else None."""
     if y is None or y.ndim != 1 or not jnp.issubdtype(y.dtype, jnp.integer):
         return None
@@ -125,14 +123,18 @@ def _label_classes(y: Array | None, out: jax.ShapeDtypeStruct) -> int | None:
     return int(out.shape[0])
 
 
-def check_values(where: str, net: Layer, x: Array, y: Array | None,
+def check_values(where: str, net: Layer, x: Array | np.ndarray, y: Array | np.ndarray | None,
                  out: jax.ShapeDtypeStruct) -> None:
     """Refuse data that would train or score silently wrong: a non-finite row of x or of
     floating y, x outside the network's `input_bounds`, or a label outside `[0, K)`
-    (K from the per-example output `out`). Names the array and its first bad row."""
+    (K from the per-example output `out`). Names the array and its first bad row. Host
+    (NumPy) data is checked on the host, device data on its device."""
     bounds = net.input_bounds
     classes = _label_classes(y, out)
-    found = np.asarray(jax.device_get(_bad_rows(x, y, bounds, classes)))
+    if isinstance(x, np.ndarray) and (y is None or isinstance(y, np.ndarray)):
+        found = _bad_rows(np, x, y, bounds, classes)
+    else:
+        found = np.asarray(jax.device_get(_bad_rows_on_device(x, y, bounds, classes)))
     describe: list[Callable[[int], str]] = [
         lambda i: f"row {i} of x is not finite (NaN or infinity)",
         lambda i: f"row {i} of x has values outside [{bounds[0]}, {bounds[1]}), the range "
@@ -167,5 +169,9 @@ def checked_data(where: str, net: Layer, params: Params, state: State, x: ArrayL
                          "row of x")
     x_arr, y_arr = check_data(where, x, y)
     out = example_output(where, net, params, state, x_arr)
-    check_values(where, net, x_arr, y_arr, out)
+    on_host = isinstance(x, np.ndarray) and (y is None or isinstance(y, np.ndarray))
+    if on_host:  # the caller's NumPy arrays: checked where they are, nothing to compile
+        check_values(where, net, np.asarray(x), None if y is None else np.asarray(y), out)
+    else:
+        check_values(where, net, x_arr, y_arr, out)
     return x_arr, y_arr
