@@ -3,6 +3,8 @@
 Each takes an array of any shape and returns an array of the same shape; floating inputs
 keep their dtype, integer inputs of the smooth functions (sigmoid, tanh, softmax ...) come
 back as the default float. `softmax` and `log_softmax` normalise over `axis` (the last).
+A NaN input gives NaN outputs where `jax.nn` gives them (the element, or the whole row for
+the normalising functions and the row reductions), never a finite value.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from funcnn.typing import Array, ArrayLike
 
 
 def step(x: ArrayLike) -> Array:
-    """Heaviside step: `1 if x > 0 else 0`, in x's dtype."""
+    """Heaviside step: `1 if x > 0 else 0` (NaN for NaN, as `jnp.heaviside`), in x's dtype."""
     x = jnp.asarray(x)
-    return (x > 0).astype(x.dtype)
+    return jnp.where(jnp.isnan(x), x, (x > 0).astype(x.dtype))
 
 
 def linear(x: ArrayLike) -> Array:
@@ -43,13 +45,14 @@ def tanh(x: ArrayLike) -> Array:
 
 
 def relu(x: ArrayLike) -> Array:
-    """Rectified linear unit `max(x, 0)`; its derivative at 0 is 0, as in the book."""
+    """Rectified linear unit `max(x, 0)`, NaN for NaN; its derivative at 0 is 0, as in the
+    book. (The test is `x <= 0`, false for NaN, so a NaN passes through unmasked.)"""
     x = jnp.asarray(x)
-    return jnp.where(x > 0, x, jnp.zeros_like(x))
+    return jnp.where(x <= 0, jnp.zeros_like(x), x)
 
 
 def leaky_relu(x: ArrayLike, negative_slope: float = 0.01) -> Array:
-    """`x if x > 0 else negative_slope * x`."""
+    """`x if x > 0 else negative_slope * x` (NaN for NaN: `negative_slope * NaN`)."""
     x = jnp.asarray(x)
     return jnp.where(x > 0, x, negative_slope * x)
 

@@ -2,6 +2,7 @@
 
 Every loss maps `(predictions (..., K), targets) -> per-example losses (...)`: the
 last axis holds a sample's outputs. The data loss of a batch is `mean(loss(p, y))`.
+A NaN anywhere in an example's predictions (or targets) makes its loss NaN.
 """
 
 from __future__ import annotations
@@ -101,8 +102,13 @@ def _class_mask(shape: tuple[int, ...], index: Array) -> Array:
 
 def _pick_sparse(values: Array, index: Array) -> Array:
     """`values[..., index]` as a masked sum, not a gather: its gradient is then a select
-    that fuses with its neighbours, where a gather's is a scatter."""
-    return activations.row_sum(jnp.where(_class_mask(values.shape, index), values, 0))[..., 0]
+    that fuses with its neighbours, where a gather's is a scatter. NaN when any value of
+    the row is NaN: the other classes are filled with 0, or NaN where they hold one. The
+    fill is kept out of the gradient, which stays the plain pick's, a select on the label
+    alone (one that tested the values too would have to keep them for the backward pass)."""
+    nan_or_zero = jax.lax.stop_gradient(jnp.where(jnp.isnan(values), values, 0))
+    picked = jnp.where(_class_mask(values.shape, index), values, nan_or_zero)
+    return activations.row_sum(picked)[..., 0]
 
 
 def _nan_unless_in_range(losses: Array, index: Array, n_classes: int) -> Array:

@@ -8,13 +8,19 @@ sweep over settings is one program. With a constant rate the state holds `learni
 and the book's `decay`, and the rate of update t (t = updates already made) is
 `learning_rate / (1 + decay * t)`; with a schedule the state holds
 `scheduled_learning_rate`, the schedule's value for the next update.
+
+A decay rate b (`rho`, `b1`, `b2`) comes with its complement `one_minus_b = 1 - b`, a
+leaf of its own computed in float64 from the value given: float32(0.999) is 0.99900001,
+so `1 - b` taken from the float32 leaf would be 13 ppm small, while float32(1 - 0.999) is
+right to float32's precision. The optimizers' averages use the complement alone, so change
+either one through `replace_hyperparams`, which sets the other to 1 minus it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -29,17 +35,35 @@ Schedule: TypeAlias = Callable[[Array], ArrayLike]
 
 SCHEDULED_LEARNING_RATE = "scheduled_learning_rate"
 
-# name -> (lowest allowed, highest allowed, whether the highest is excluded)
-_RANGES: dict[str, tuple[float, float, bool]] = {
-    "learning_rate": (0.0, math.inf, False),
-    "decay": (0.0, math.inf, False),
-    "eps": (0.0, math.inf, False),
-    "weight_decay": (0.0, math.inf, False),
-    "max_norm": (0.0, math.inf, False),
-    "momentum": (0.0, 1.0, True),
-    "rho": (0.0, 1.0, True),
-    "b1": (0.0, 1.0, True),
-    "b2": (0.0, 1.0, True),
+
+class Bounds(NamedTuple):
+    """The allowed range of a hyper-parameter: `[low, high]`, either end possibly open."""
+
+    low: float
+    high: float
+    open_high: bool = False
+    open_low: bool = False
+
+
+COMPLEMENTED = ("rho", "b1", "b2")
+"""The decay rates b that keep `one_minus_b` beside them."""
+
+
+def complement_name(name: str) -> str:
+    """The state name of `1 - name`: `one_minus_rho` for `rho`."""
+    return f"one_minus_{name}"
+
+
+_PARTNERS = {
+    **{name: complement_name(name) for name in COMPLEMENTED},
+    **{complement_name(name): name for name in COMPLEMENTED},
+}
+
+_RANGES: dict[str, Bounds] = {
+    **{name: Bounds(0.0, math.inf) for name in
+       ("learning_rate", "decay", "eps", "weight_decay", "max_norm")},
+    **{name: Bounds(0.0, 1.0, open_high=True) for name in ("momentum", *COMPLEMENTED)},
+    **{complement_name(name): Bounds(0.0, 1.0, open_low=True) for name in COMPLEMENTED},
 }
 
 _REAL_TYPES = (int, float, np.ndarray, np.number, jax.Array)
@@ -67,9 +91,7 @@ def _check_real_dtype(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be a real number, got dtype {dtype}")
 
 
-def check_hyperparam(
-    name: str, value: Any, bounds: tuple[float, float, bool] | None = None
-) -> None:
+def check_hyperparam(name: str, value: Any, bounds: Bounds | None = None) -> None:
     """Raise a TypeError/ValueError naming `name` unless `value` is a real scalar in its
     allowed range (`bounds`, or the standard range for `name`). Traced values are only
     checked for shape, having no concrete number."""
@@ -82,22 +104,43 @@ def check_hyperparam(
     _check_real_dtype(name, value)
     if is_traced(value):
         return
-    low, high, open_high = (
-        bounds if bounds is not None else _RANGES.get(name, (-math.inf, math.inf, False))
+    low, high, open_high, open_low = (
+        bounds if bounds is not None else _RANGES.get(name, Bounds(-math.inf, math.inf))
     )
     number = float(value)
     above = number >= high if open_high else number > high
-    if not math.isfinite(number) or number < low or above:
-        if math.isinf(high):
+    below = number <= low if open_low else number < low
+    if not math.isfinite(number) or below or above:
+        if math.isinf(high) and not open_low:
             raise ValueError(f"{name} must be a finite number >= {low:g}, got {number!r}")
-        closing = ")" if open_high else "]"
-        raise ValueError(f"{name} must be in [{low:g}, {high:g}{closing}, got {number!r}")
+        opening, closing = "(" if open_low else "[", ")" if open_high else "]"
+        raise ValueError(
+            f"{name} must be in {opening}{low:g}, {high:g}{closing}, got {number!r}"
+        )
 
 
 def as_hyperparam(name: str, value: object) -> Array:
     """`value`, checked, as a scalar array of the default float dtype (a state leaf)."""
     check_hyperparam(name, value)
     return jnp.asarray(value, dtype=float_dtype())
+
+
+def one_minus(value: Any) -> Any:
+    """`1 - value`, in float64 on the host for known values (Python or NumPy numbers,
+    concrete arrays), in the value's own precision for traced ones."""
+    if is_traced(value):
+        return 1 - value
+    return 1.0 - np.asarray(value, np.float64)
+
+
+def decay_rate_hyperparams(name: str, value: object) -> dict[str, Array]:
+    """`{name: b, one_minus_<name>: 1 - b}` for a decay rate b in [0, 1) (see
+    `COMPLEMENTED`); the complement keeps the digits that float32 rounds off b."""
+    check_hyperparam(name, value)
+    return {
+        name: jnp.asarray(value, dtype=float_dtype()),
+        complement_name(name): jnp.asarray(one_minus(value), dtype=float_dtype()),
+    }
 
 
 def is_concrete_zero(value: object) -> bool:
@@ -235,10 +278,18 @@ def _replaced_leaf(name: str, old: Array, value: Any) -> Array:
 def replace_hyperparams(state: OptState, **values: ArrayLike) -> OptState:
     """A new state with the named hyper-parameters replaced; nothing else changes, so a
     jitted update takes the new values without recompiling. Works on chained states
-    when exactly one sub-state holds each name."""
+    when exactly one sub-state holds each name. Replacing a decay rate b also sets
+    `one_minus_b` (and the other way round): from known values in float64, from traced
+    ones (under `jit`/`vmap`) in their own precision, so to sweep b2 near 1 under `vmap`
+    at full precision, sweep `one_minus_b2`."""
     holders = _hyperparam_states(state)
     targets: dict[str, str] = {}
     for name in values:
+        partner = _PARTNERS.get(name)
+        if partner in values:
+            raise ValueError(
+                f"{name} and {partner} were both given; give one, the other is 1 minus it"
+            )
         if name == SCHEDULED_LEARNING_RATE:
             raise ValueError(
                 f"{SCHEDULED_LEARNING_RATE} is computed by the schedule and cannot be replaced"
@@ -268,6 +319,12 @@ def replace_hyperparams(state: OptState, **values: ArrayLike) -> OptState:
         hyperparams = dict(sub.hyperparams)
         for name, value in changes.items():
             hyperparams[name] = _replaced_leaf(name, hyperparams[name], value)
+        for name, value in changes.items():
+            partner = _PARTNERS.get(name)
+            if partner is not None and partner in hyperparams:
+                hyperparams[partner] = _replaced_leaf(
+                    partner, hyperparams[partner], one_minus(value)
+                )
         return sub._replace(hyperparams=hyperparams)
 
     return jax.tree_util.tree_map_with_path(

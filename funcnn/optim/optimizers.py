@@ -12,7 +12,10 @@ For parameter p with gradient g, at update t (t = updates already made) with rat
 - AdamW:    Adam plus decoupled weight decay `p -= lr_t * weight_decay * p`
 
 Each returns a `GradientTransformation`; `update` returns the additive step (the `-=`
-above as a `+=`). Every numeric setting lives in `state.hyperparams`.
+above as a `+=`). Every numeric setting lives in `state.hyperparams`, each decay rate b
+(rho, b1, b2) with its complement `one_minus_b`, from which the averages
+`x + (1 - b) * (new - x)` and the corrections `1 - b**t` are computed, so that b's float32
+rounding (float32(0.999) = 0.99900001) does not shrink `1 - b`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from funcnn.optim.hyperparams import (
     advance_rate,
     as_hyperparam,
     check_hyperparam,
+    complement_name,
+    decay_rate_hyperparams,
     hyperparam_state,
     is_concrete_zero,
     rate_for_update,
@@ -51,6 +56,18 @@ LearningRate = float | Array | Schedule
 
 def _schedule_of(learning_rate: LearningRate) -> Schedule | None:
     return learning_rate if callable(learning_rate) else None
+
+
+def moving_average(average: Array, new: Array, one_minus_b: Array) -> Array:
+    """`b * average + (1 - b) * new`, as `average + (1 - b) * (new - average)`: from the
+    complement alone, which float32 holds to full precision for b near 1."""
+    return average + one_minus_b * (new - average)
+
+
+def bias_correction(one_minus_b: Array, steps: Array) -> Array:
+    """`1 - b**steps` as `-expm1(steps * log1p(-(1 - b)))`, accurate for b near 1 (and
+    for b so near 1 that float32(b) is 1)."""
+    return -jnp.expm1(steps * jnp.log1p(-one_minus_b))
 
 
 def _like_gradients(steps: Updates, gradients: Updates) -> Updates:
@@ -153,7 +170,8 @@ def adagrad(
 
 @hyperparam_state
 class RMSPropState(NamedTuple):
-    """`hyperparams`: learning_rate, decay (or scheduled_learning_rate), eps, rho.
+    """`hyperparams`: learning_rate, decay (or scheduled_learning_rate), eps, rho and
+    one_minus_rho.
     `cache`: the moving average of squared gradients `c`."""
 
     count: Array  # type: ignore[assignment]  # int32; shadows tuple.count, as in optax
@@ -172,7 +190,7 @@ def rmsprop(
     settings = {
         **rate_hyperparams(learning_rate, decay),
         "eps": as_hyperparam("eps", eps),
-        "rho": as_hyperparam("rho", rho),
+        **decay_rate_hyperparams("rho", rho),
     }
 
     def init(params: PyTree) -> OptState:
@@ -184,8 +202,10 @@ def rmsprop(
         check_same_shapes(updates, state.cache, "RMSProp cache")
         hyperparams = state.hyperparams
         rate, eps = rate_for_update(hyperparams, state.count, schedule), hyperparams["eps"]
-        rho = hyperparams["rho"]
-        cache = jax.tree.map(lambda c, g: rho * c + (1 - rho) * g * g, state.cache, updates)
+        one_minus_rho = hyperparams[complement_name("rho")]
+        cache = jax.tree.map(
+            lambda c, g: moving_average(c, g * g, one_minus_rho), state.cache, updates
+        )
         steps = jax.tree.map(lambda c, g: -rate * g / (jnp.sqrt(c) + eps), cache, updates)
         count = increment_count(state.count)
         new_state = RMSPropState(count, advance_rate(hyperparams, count, schedule), cache)
@@ -196,8 +216,9 @@ def rmsprop(
 
 @hyperparam_state
 class AdamState(NamedTuple):
-    """`hyperparams`: learning_rate, decay (or scheduled_learning_rate), eps, b1, b2 and,
-    for AdamW, weight_decay. `mu`, `nu`: the first and second moment estimates."""
+    """`hyperparams`: learning_rate, decay (or scheduled_learning_rate), eps, b1, b2,
+    one_minus_b1, one_minus_b2 and, for AdamW, weight_decay. `mu`, `nu`: the first and
+    second moment estimates."""
 
     count: Array  # type: ignore[assignment]  # int32; shadows tuple.count, as in optax
     hyperparams: dict[str, Array]
@@ -218,8 +239,8 @@ def _adam(
     settings = {
         **rate_hyperparams(learning_rate, decay),
         "eps": as_hyperparam("eps", eps),
-        "b1": as_hyperparam("b1", b1),
-        "b2": as_hyperparam("b2", b2),
+        **decay_rate_hyperparams("b1", b1),
+        **decay_rate_hyperparams("b2", b2),
     }
     decoupled = weight_decay is not None
     if weight_decay is not None:
@@ -236,12 +257,13 @@ def _adam(
         check_same_shapes(updates, state.mu, "Adam first moment")
         hyperparams = state.hyperparams
         rate = rate_for_update(hyperparams, state.count, schedule)
-        eps, b1, b2 = hyperparams["eps"], hyperparams["b1"], hyperparams["b2"]
+        eps = hyperparams["eps"]
+        c1, c2 = hyperparams[complement_name("b1")], hyperparams[complement_name("b2")]
         count = increment_count(state.count)
-        mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, updates)
-        nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, state.nu, updates)
+        mu = jax.tree.map(lambda m, g: moving_average(m, g, c1), state.mu, updates)
+        nu = jax.tree.map(lambda v, g: moving_average(v, g * g, c2), state.nu, updates)
         steps_done = count.astype(rate.dtype)
-        correction1, correction2 = 1 - b1**steps_done, 1 - b2**steps_done
+        correction1, correction2 = bias_correction(c1, steps_done), bias_correction(c2, steps_done)
         steps = jax.tree.map(
             lambda m, v: -rate * (m / correction1) / (jnp.sqrt(v / correction2) + eps), mu, nu
         )

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 
 from funcnn.optim.base import float_dtype
-from funcnn.optim.hyperparams import Schedule, check_hyperparam, inverse_time_rate
+from funcnn.optim.hyperparams import Bounds, Schedule, check_hyperparam, inverse_time_rate
 from funcnn.typing import Array, ArrayLike
 
-_POSITIVE = (0.0, math.inf, False)
-_UNIT_INTERVAL = (0.0, 1.0, False)
+_POSITIVE = Bounds(0.0, math.inf)
+_UNIT_INTERVAL = Bounds(0.0, 1.0)
 
 
 def _steps(count: ArrayLike) -> Array:
