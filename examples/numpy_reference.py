@@ -58,6 +58,18 @@ def loss_and_accuracy(p: NDArray, y: NDArray, binary: bool) -> tuple[float, floa
     return float(loss), float(np.mean(p.argmax(axis=1) == y))
 
 
+def book_adam_update(params: list[NDArray], m: list[NDArray], v: list[NDArray],
+                     grads: list[NDArray], t: int, *, lr: float, decay: float) -> None:
+    """Update `t` (from 0) of the book's Adam, in place: betas 0.9 / 0.999, bias correction
+    `1 - b**(t+1)`, eps 1e-7 outside the root, rate `lr / (1 + decay * t)`."""
+    rate = lr / (1 + decay * t)
+    for i, g in enumerate(grads):
+        m[i] = 0.9 * m[i] + 0.1 * g
+        v[i] = 0.999 * v[i] + 0.001 * g * g
+        m_hat, v_hat = m[i] / (1 - 0.9 ** (t + 1)), v[i] / (1 - 0.999 ** (t + 1))
+        params[i] = params[i] - rate * m_hat / (np.sqrt(v_hat) + 1e-7)
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binary", action="store_true",
@@ -96,12 +108,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         da1 = dot(dz2, params[2].T) * (z1 > 0)
         grads = [dot(x.T, da1) + 2 * l2 * params[0], da1.sum(axis=0, keepdims=True)
                  + 2 * l2 * params[1], dot(a1.T, dz2), dz2.sum(axis=0, keepdims=True)]
-        rate = lr / (1 + decay * t)
-        for i, g in enumerate(grads):
-            m[i] = 0.9 * m[i] + 0.1 * g
-            v[i] = 0.999 * v[i] + 0.001 * g * g
-            m_hat, v_hat = m[i] / (1 - 0.9 ** (t + 1)), v[i] / (1 - 0.999 ** (t + 1))
-            params[i] = params[i] - rate * m_hat / (np.sqrt(v_hat) + 1e-7)
+        book_adam_update(params, m, v, grads, t, lr=lr, decay=decay)
     _, _, p = forward(params, x, binary, dot)
     loss, acc = loss_and_accuracy(p, target, binary)
     reg = l2 * float(np.sum(params[0] ** 2) + np.sum(params[1] ** 2))

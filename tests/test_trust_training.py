@@ -4,7 +4,9 @@ argument errors, abstract init, and the History's learning rate."""
 
 from __future__ import annotations
 
+import sys
 from functools import partial
+from pathlib import Path
 from types import MappingProxyType
 
 import jax
@@ -17,6 +19,11 @@ import funcnn as fn
 from funcnn.losses import categorical_crossentropy, mean_squared_error
 from funcnn.metrics import categorical_accuracy
 from funcnn.optim import adam, sgd
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+if str(EXAMPLES) not in sys.path:
+    sys.path.insert(0, str(EXAMPLES))
+from numpy_reference import book_adam_update  # noqa: E402  (the book's Adam in NumPy)
 
 KEY = jax.random.key(0)
 
@@ -60,12 +67,7 @@ def _book_l2_losses(params: list[np.ndarray], x: np.ndarray, y: np.ndarray, *, l
         da1 = (dz2 @ w2.T) * (z1 > 0)
         grads = [x.T @ da1 + 2 * l2 * w1, da1.sum(axis=0) + 2 * l2 * b1, a1.T @ dz2,
                  dz2.sum(axis=0)]
-        rate = lr / (1 + decay * t)
-        for i, g in enumerate(grads):
-            m[i] = 0.9 * m[i] + 0.1 * g
-            v[i] = 0.999 * v[i] + 0.001 * g * g
-            m_hat, v_hat = m[i] / (1 - 0.9 ** (t + 1)), v[i] / (1 - 0.999 ** (t + 1))
-            params[i] = params[i] - rate * m_hat / (np.sqrt(v_hat) + 1e-7)
+        book_adam_update(params, m, v, grads, t, lr=lr, decay=decay)
     return figures
 
 
@@ -318,3 +320,11 @@ def test_history_extend_works_in_place_like_list_extend() -> None:
     assert first.extend(second) is None
     assert first.epoch == [0, 1] and first.loss == [1.0, 0.5]
     assert second.epoch == [1]
+
+
+def test_class_picks_of_nan_outputs_are_minus_one() -> None:
+    outputs = jnp.array([[0.2, 0.7, 0.1], [jnp.nan, 0.5, 0.4]])
+    np.testing.assert_array_equal(fn.classes_from_outputs(outputs), [1, -1])
+    binary = jnp.array([[0.9], [jnp.nan], [0.1]])
+    np.testing.assert_array_equal(fn.classes_from_outputs(binary), [[1], [-1], [0]])
+    np.testing.assert_array_equal(fn.classes_from_outputs(binary, 0.05), [[1], [-1], [1]])

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Sharding
 
-from funcnn.metrics import first_argmax
+from funcnn.metrics import first_argmax, threshold_classes
 from funcnn.nn.layer import Layer
 from funcnn.training.batching import (
     batch_plan,
@@ -109,13 +109,13 @@ _predict_jit = jax.jit(predict_arrays, static_argnums=(0, 4))
 def classes_from_outputs(outputs: ArrayLike, threshold: float | None = None) -> Array:
     """Class predictions from a network's outputs `(N, K)`: the first `argmax` over the last
     axis for several classes; `outputs > threshold` (0.5 by default) for one output or when
-    `threshold` is given."""
+    `threshold` is given. A NaN output gives class -1, never a valid-looking class."""
     out = jnp.asarray(outputs)
     if out.ndim < 1:
         raise ValueError("classes_from_outputs: outputs need an output axis, got a scalar")
     if threshold is None and out.shape[-1] > 1:
         return first_argmax(out)
-    return (out > (0.5 if threshold is None else threshold)).astype(jnp.int32)
+    return threshold_classes(out, 0.5 if threshold is None else threshold)
 
 
 def predict_classes(net: Layer | ArrayLike, params: Params | None = None,
