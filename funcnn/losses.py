@@ -143,7 +143,7 @@ def _softmax_and_clipped_log(logits: Array) -> tuple[Array, Array]:
     shifted = logits - jax.lax.stop_gradient(activations.row_max(logits))
     exps = jnp.exp(shifted)
     total = activations.row_sum(exps)
-    low, high = np.log(CLIP), np.log1p(-CLIP)
+    low, high = float(np.log(CLIP)), float(np.log1p(-CLIP))  # weak: keep the logits' dtype
     return exps / total, jnp.clip(shifted - jnp.log(total), low, high)
 
 

@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from funcnn.typing import Array, ArrayLike
+from funcnn.typing import Array, ArrayLike, PyTree
 
-__all__ = ["batch_plan", "check_batch_rows", "check_batch_size", "check_data",
-           "checked_per_example", "on_device"]
+__all__ = [
+    "batch_plan",
+    "check_batch_rows",
+    "check_batch_size",
+    "check_data",
+    "checked_per_example",
+    "figure_dtype",
+    "on_device",
+    "param_dtype",
+]
 
 
 def on_device(value: ArrayLike) -> Array:
@@ -86,3 +95,17 @@ def check_batch_rows(what: str, values: Array, rows: int) -> None:
     if values.ndim < 1 or values.shape[0] != rows:
         raise ValueError(f"{what} for a batch of {rows} rows has shape {values.shape}, not "
                          f"({rows}, ...): the network must keep the leading sample axis")
+
+
+def param_dtype(params: PyTree) -> np.dtype[Any] | None:
+    """The floating dtype of the params (their common result type), None without any."""
+    dtypes = [leaf.dtype for leaf in jax.tree.leaves(params)
+              if jnp.issubdtype(leaf.dtype, jnp.floating)]
+    return np.dtype(jnp.result_type(*dtypes)) if dtypes else None
+
+
+def figure_dtype(params: PyTree) -> np.dtype[Any]:
+    """The dtype of sums over a batch or an epoch (loss, metric, penalty): float64 when the
+    params are float64, else float32 (also for bfloat16 and float16 params)."""
+    dtype = param_dtype(params)
+    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)

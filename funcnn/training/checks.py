@@ -19,7 +19,7 @@ import numpy as np
 
 from funcnn.nn.errors import LayerError
 from funcnn.nn.layer import Layer
-from funcnn.training.batching import check_data
+from funcnn.training.batching import check_data, param_dtype
 from funcnn.typing import Array, ArrayLike, Params, PyTree, State
 
 __all__ = ["check_count", "check_key", "check_optimizer", "check_values", "checked_data",
@@ -152,6 +152,17 @@ def _label_at(y: Any, i: int) -> int:
     return int(jax.device_get(y[i]))
 
 
+def _in_dtype(value: ArrayLike, dtype: np.dtype[Any] | None) -> ArrayLike:
+    """Floating `value` as `dtype` (on the host for host data); anything else unchanged."""
+    if dtype is None:
+        return value
+    if not isinstance(value, jax.Array | np.ndarray):
+        value = np.asarray(value)
+    if jnp.issubdtype(value.dtype, jnp.floating) and value.dtype != dtype:
+        return value.astype(dtype)
+    return value
+
+
 def member_template(tree: PyTree) -> PyTree:
     """One member's abstract tree (`ShapeDtypeStruct`s) of an ensemble's stacked `tree`."""
     return jax.tree.map(
@@ -163,10 +174,15 @@ def checked_data(where: str, net: Layer, params: Params, state: State, x: ArrayL
                  ) -> tuple[Array, Array | None]:
     """`x` and `y` on the device after every check of this module: shapes (one example of x
     fits the network), targets present when `needs_targets`, and values (`check_values`).
+    Floating data is cast once to the params' floating dtype (float64 NumPy data for a
+    float32 network becomes float32, and the reverse), before it is checked and moved.
     `params`/`state` may be abstract (`jax.ShapeDtypeStruct` trees)."""
     if needs_targets and y is None:
         raise ValueError(f"{where}: y is None; pass the targets (labels or values), one per "
                          "row of x")
+    dtype = param_dtype(params)
+    x = _in_dtype(x, dtype)
+    y = None if y is None else _in_dtype(y, dtype)
     x_arr, y_arr = check_data(where, x, y)
     out = example_output(where, net, params, state, x_arr)
     on_host = isinstance(x, np.ndarray) and (y is None or isinstance(y, np.ndarray))

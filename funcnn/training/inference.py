@@ -20,6 +20,7 @@ from funcnn.training.batching import (
     check_batch_rows,
     check_batch_size,
     checked_per_example,
+    figure_dtype,
 )
 from funcnn.training.checks import checked_data, refuse_traced
 from funcnn.typing import Array, ArrayLike, LossFn, MetricFn, Params, State
@@ -52,16 +53,18 @@ def evaluate_arrays(net: Layer, params: Params, state: State, loss: LossFn,
         xb, yb, w = _split((x[rows], y[rows], w), batch_sharding)
         pred, _ = net.apply(params, state, xb, train=False)
         check_batch_rows("evaluate: the network's output", pred, batch_size)
-        loss_sum = totals[0] + jnp.sum(w * checked_per_example("loss", loss, pred, yb))
+        loss_sum = totals[0] + jnp.sum(w * checked_per_example("loss", loss, pred, yb)).astype(acc)
         metric_sum = totals[1]
         if metric is not None:
-            metric_sum = metric_sum + jnp.sum(w * checked_per_example("metric", metric, pred, yb))
+            metric_sum = metric_sum + jnp.sum(
+                w * checked_per_example("metric", metric, pred, yb)).astype(acc)
         return (loss_sum, metric_sum), None
 
-    zero = jnp.zeros((), jnp.float32)
+    acc = figure_dtype(params)
+    zero = jnp.zeros((), acc)
     (loss_sum, metric_sum), _ = jax.lax.scan(body, (zero, zero), (idx, weights))
-    n = jnp.float32(x.shape[0])
-    accuracy = metric_sum / n if metric is not None else jnp.float32(jnp.nan)
+    n = jnp.asarray(x.shape[0], acc)
+    accuracy = metric_sum / n if metric is not None else jnp.asarray(jnp.nan, acc)
     return Evaluation(loss_sum / n, accuracy)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from funcnn import parallel
 from funcnn.optim.hyperparams import learning_rate
-from funcnn.training.batching import batch_plan
+from funcnn.training.batching import batch_plan, figure_dtype
 from funcnn.training.config import TrainConfig, replicated, split_rows
 from funcnn.training.inference import evaluate_arrays
 from funcnn.training.step import batch_update
@@ -83,7 +83,7 @@ def _train_epoch(cfg: TrainConfig, carry: tuple[Params, State, PyTree], x: Array
         return (p, s, o, loss_acc + fig.data_sum, metric_acc + fig.metric_sum,
                 reg_acc + fig.reg_loss), None
 
-    zero = jnp.zeros((), jnp.float32)
+    zero = jnp.zeros((), figure_dtype(params))
     steps = jnp.arange(idx.shape[0], dtype=jnp.int32)
     (params, state, opt_state, data_sum, metric_sum, reg_sum), _ = jax.lax.scan(
         step, (params, state, opt_state, zero, zero, zero), (idx, weights, steps),
@@ -102,7 +102,8 @@ def run_epochs(cfg: TrainConfig, params: Params, state: State, opt_state: PyTree
     Returns params, state, opt_state and per-epoch figures (arrays of shape
     `(len(epoch_ids),)`: `History` names plus `finite` and `ran` flags). `jax.vmap` over
     params, state, opt_state and key trains an ensemble (see `funcnn.training.ensemble`)."""
-    n = jnp.float32(x.shape[0])
+    acc = figure_dtype(params)
+    n = jnp.asarray(x.shape[0], acc)
     val_sharding = None
     if cfg.mesh is not None and cfg.val_batch_size % parallel.data_parallel_size(cfg.mesh) == 0:
         val_sharding = parallel.batch_sharding(cfg.mesh)
@@ -120,7 +121,7 @@ def run_epochs(cfg: TrainConfig, params: Params, state: State, opt_state: PyTree
 
         def skip(c: tuple[Params, State, PyTree]) -> tuple[tuple[Params, State, PyTree], Array,
                                                            Array, Array]:
-            nan = jnp.float32(jnp.nan)
+            nan = jnp.asarray(jnp.nan, acc)
             return c, nan, nan, nan
 
         new, data_sum, metric_sum, reg_loss = jax.lax.cond(run, train, skip,

@@ -16,7 +16,7 @@ from funcnn.nn.activation import is_last_axis_softmax
 from funcnn.nn.combinators import serial
 from funcnn.nn.layer import Layer
 from funcnn.optim.base import GradientTransformation, apply_updates
-from funcnn.training.batching import check_batch_rows, checked_per_example
+from funcnn.training.batching import check_batch_rows, checked_per_example, figure_dtype
 from funcnn.training.checks import check_optimizer
 from funcnn.typing import Array, LossFn, MetricFn, Params, PRNGKey, PyTree, State
 
@@ -67,6 +67,7 @@ def batch_update(net: Layer, loss: LossFn, optimizer: GradientTransformation,
     cross-device reduction per step)."""
 
     body = softmax_output_body(net, loss)
+    acc = figure_dtype(params)
 
     def objective(p: Params) -> tuple[Array, tuple[BatchFigures, State]]:
         if body is None:
@@ -82,13 +83,14 @@ def batch_update(net: Layer, loss: LossFn, optimizer: GradientTransformation,
         total_weight = jnp.sum(w) if count is None else count.astype(per_example.dtype)
         count_or_one = jnp.maximum(total_weight, 1.0)
         data_sum = jnp.sum(w * per_example)
-        metric_sum = jnp.zeros((), jnp.float32)
+        metric_sum = jnp.zeros((), acc)
         if metric is not None:
             per_metric = checked_per_example("metric", metric, jax.lax.stop_gradient(pred), y)
             metric_sum = jnp.sum(w * per_metric)
         reg_loss = net.penalty(p)
         total = data_sum / count_or_one + reg_loss
-        return total, (BatchFigures(data_sum, metric_sum, reg_loss), new_state)
+        figures = BatchFigures(data_sum.astype(acc), metric_sum.astype(acc), reg_loss.astype(acc))
+        return total, (figures, new_state)
 
     grads, (figures, new_state) = jax.grad(objective, has_aux=True)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -118,7 +120,9 @@ def make_train_step(net: Layer, optimizer: GradientTransformation, loss: LossFn,
     def step(params: Params, state: State, opt_state: PyTree, x: Array, y: Array, *,
              key: PRNGKey | None = None, weights: Array | None = None,
              ) -> tuple[Params, State, PyTree, StepMetrics]:
-        count = jnp.float32(x.shape[0]) if weights is None else jnp.sum(weights)
+        acc = figure_dtype(params)
+        count = (jnp.asarray(x.shape[0], acc) if weights is None
+                 else jnp.sum(weights).astype(acc))
         new_params, new_state, new_opt, figures = batch_update(
             net, loss, optimizer, metric, params, state, opt_state, x, y, weights, key)
         data_loss = figures.data_sum / jnp.maximum(count, 1.0)
@@ -126,6 +130,6 @@ def make_train_step(net: Layer, optimizer: GradientTransformation, loss: LossFn,
                     else jnp.nan)
         return new_params, new_state, new_opt, StepMetrics(
             data_loss + figures.reg_loss, data_loss, figures.reg_loss,
-            jnp.asarray(accuracy, jnp.float32))
+            jnp.asarray(accuracy, acc))
 
     return step
