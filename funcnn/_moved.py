@@ -24,13 +24,11 @@ MOVED_MODULES: dict[str, str] = {
     "funcnn.ensemble": "funcnn.training.ensemble",
     "funcnn.epochs": "funcnn.training.epochs",
     "funcnn.progress": "funcnn.training.progress",
-    "funcnn.commands": "funcnn.cli.commands",
-    "funcnn.demo": "funcnn.cli.demo",
-    "funcnn.model_spec": "funcnn.cli.model_spec",
-    "funcnn.dataset_splits": "funcnn.cli.dataset_splits",
-    "funcnn.plots": "funcnn.cli.plots",
 }
-"""Old module path -> new module path (see CHANGELOG.md, 0.2.0)."""
+"""Old module path -> new module path (see CHANGELOG.md, 0.2.0). Only library modules:
+the command's own modules of 0.1 (`funcnn.commands`, `demo`, `model_spec`,
+`dataset_splits`, `plots`) moved into `funcnn.cli` without an alias, since an alias here
+would make the library import the command."""
 
 _ALSO_FROM: dict[str, tuple[str, ...]] = {
     "funcnn.layers": ("funcnn.nn.layer", "funcnn.nn.dense", "funcnn.nn.activation"),

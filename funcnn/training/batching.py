@@ -16,7 +16,6 @@ from funcnn.typing import Array, ArrayLike, PyTree
 __all__ = [
     "batch_plan",
     "check_batch_rows",
-    "check_batch_size",
     "check_data",
     "checked_per_example",
     "figure_dtype",
@@ -51,20 +50,6 @@ def check_data(where: str, x: ArrayLike, y: ArrayLike | None = None) -> tuple[Ar
         got = y_arr.shape[0] if y_arr.ndim else "a scalar"
         raise ValueError(f"{where}: x has {x_arr.shape[0]} samples but y has {got}")
     return x_arr, y_arr
-
-
-def check_batch_size(where: str, batch_size: int | None, n: int) -> int:
-    """The batch size to use: `n` (full batch) when None; otherwise 1 <= batch_size <= n."""
-    if batch_size is None:
-        return n
-    if not isinstance(batch_size, int | np.integer) or isinstance(batch_size, bool) \
-            or batch_size < 1:
-        raise ValueError(f"{where}: batch_size must be a positive int or None, got "
-                         f"{batch_size!r}")
-    if batch_size > n:
-        raise ValueError(f"{where}: batch_size {batch_size} is larger than the {n} samples; "
-                         "use batch_size=None for full-batch")
-    return int(batch_size)
 
 
 def batch_plan(n: int, batch_size: int, order: Array | None = None) -> tuple[Array, Array]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +22,9 @@ from funcnn.nn.layer import Layer
 from funcnn.training.batching import check_data, param_dtype
 from funcnn.typing import Array, ArrayLike, Params, PyTree, State
 
-__all__ = ["check_count", "check_key", "check_optimizer", "check_values", "checked_data",
-           "example_output", "member_template", "refuse_traced"]
+__all__ = ["check_batch_size", "check_count", "check_key", "check_optimizer", "check_values",
+           "checked_inputs", "checked_pair", "example_output", "is_optimizer",
+           "member_template", "refuse_traced"]
 
 HOST_LEVEL = ("{where} is a host-level loop: it runs compiled programs itself and cannot be "
               "traced by jax.jit, jax.vmap or jax.grad. Inside your own compiled code use "
@@ -31,11 +32,30 @@ HOST_LEVEL = ("{where} is a host-level loop: it runs compiled programs itself an
               "fit_ensemble")
 
 
-def check_count(where: str, name: str, value: object, minimum: int = 0) -> int:
-    """`value` as an int >= `minimum`: Python or NumPy integers, not bools or floats."""
+def check_count(where: str, name: str, value: object, minimum: int = 0,
+                expected: str | None = None) -> int:
+    """`value` as an int >= `minimum`: Python or NumPy integers, not bools or floats.
+    `expected` words the requirement in the error (default "an int >= minimum")."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{where}: {name} must be an int >= {minimum}, got {value!r}")
+        raise ValueError(f"{where}: {name} must be {expected or f'an int >= {minimum}'}, "
+                         f"got {value!r}")
     return int(value)
+
+
+def check_batch_size(where: str, batch_size: object, n: int) -> int:
+    """The batch size to use: `n` (full batch) when None; otherwise 1 <= batch_size <= n."""
+    if batch_size is None:
+        return n
+    size = check_count(where, "batch_size", batch_size, 1, "a positive int or None")
+    if size > n:
+        raise ValueError(f"{where}: batch_size {size} is larger than the {n} samples; "
+                         "use batch_size=None for full-batch")
+    return size
+
+
+def is_optimizer(value: object) -> bool:
+    """True for an optax-style transformation: an object with `init` and `update`."""
+    return callable(getattr(value, "init", None)) and callable(getattr(value, "update", None))
 
 
 def check_key(where: str, key: object, name: str = "key") -> None:
@@ -51,8 +71,7 @@ def check_key(where: str, key: object, name: str = "key") -> None:
 def check_optimizer(where: str, optimizer: object) -> None:
     """An optax-style transformation with `init` and `update`; a factory passed without being
     called (`adam` for `adam(0.001)`) gets a hint."""
-    if callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update",
-                                                                       None)):
+    if is_optimizer(optimizer):
         return
     if callable(optimizer):
         name = getattr(optimizer, "__name__", type(optimizer).__name__)
@@ -169,25 +188,36 @@ def member_template(tree: PyTree) -> PyTree:
         lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), tree)  # type: ignore[no-untyped-call]
 
 
-def checked_data(where: str, net: Layer, params: Params, state: State, x: ArrayLike,
-                 y: ArrayLike | None, *, needs_targets: bool = True,
-                 ) -> tuple[Array, Array | None]:
-    """`x` and `y` on the device after every check of this module: shapes (one example of x
-    fits the network), targets present when `needs_targets`, and values (`check_values`).
-    Floating data is cast once to the params' floating dtype (float64 NumPy data for a
-    float32 network becomes float32, and the reverse), before it is checked and moved.
-    `params`/`state` may be abstract (`jax.ShapeDtypeStruct` trees)."""
-    if needs_targets and y is None:
+def checked_pair(where: str, net: Layer, params: Params, state: State, x: ArrayLike,
+                 y: ArrayLike | None) -> tuple[Array, Array]:
+    """`x` and its targets `y` on the device after every check of this module (see
+    `checked_inputs`); `y` None is an error."""
+    if y is None:
         raise ValueError(f"{where}: y is None; pass the targets (labels or values), one per "
                          "row of x")
+    x_arr, y_arr = _checked(where, net, params, state, x, y)
+    return x_arr, cast(Array, y_arr)  # an array: y was given
+
+
+def checked_inputs(where: str, net: Layer, params: Params, state: State,
+                   x: ArrayLike) -> Array:
+    """`x` on the device after every check of this module: one example of x fits the
+    network, and its values pass `check_values`. Floating data is cast once to the
+    params' floating dtype (float64 NumPy data for a float32 network becomes float32, and
+    the reverse), before it is checked and moved. `params`/`state` may be abstract
+    (`jax.ShapeDtypeStruct` trees)."""
+    return _checked(where, net, params, state, x, None)[0]
+
+
+def _checked(where: str, net: Layer, params: Params, state: State, x: ArrayLike,
+             y: ArrayLike | None) -> tuple[Array, Array | None]:
     dtype = param_dtype(params)
     x = _in_dtype(x, dtype)
     y = None if y is None else _in_dtype(y, dtype)
     x_arr, y_arr = check_data(where, x, y)
     out = example_output(where, net, params, state, x_arr)
-    on_host = isinstance(x, np.ndarray) and (y is None or isinstance(y, np.ndarray))
-    if on_host:  # the caller's NumPy arrays: checked where they are, nothing to compile
-        check_values(where, net, np.asarray(x), None if y is None else np.asarray(y), out)
+    if isinstance(x, np.ndarray) and (y is None or isinstance(y, np.ndarray)):
+        check_values(where, net, x, y, out)  # host data, checked where it is: no compile
     else:
         check_values(where, net, x_arr, y_arr, out)
     return x_arr, y_arr

@@ -22,8 +22,13 @@ from funcnn import parallel
 from funcnn.nn.layer import Layer
 from funcnn.optim.base import GradientTransformation
 from funcnn.optim.hyperparams import replace_hyperparams
-from funcnn.training.batching import check_batch_size
-from funcnn.training.checks import check_count, checked_data, member_template, refuse_traced
+from funcnn.training.checks import (
+    check_batch_size,
+    checked_inputs,
+    checked_pair,
+    member_template,
+    refuse_traced,
+)
 from funcnn.training.config import TrainConfig
 from funcnn.training.epochs import epoch_inputs, epochs_per_program, key_seed
 from funcnn.training.fit import FitResult, owned_copy, prepare_fit
@@ -143,8 +148,6 @@ def fit_ensemble(net: Layer, params: Params, state: State, optimizer: GradientTr
     """
     refuse_traced("fit_ensemble", (params, state, x, y, opt_state))
     keys, members = check_keys("fit_ensemble", keys)
-    epochs = check_count("fit_ensemble", "epochs", epochs)
-    initial_epoch = check_count("fit_ensemble", "initial_epoch", initial_epoch)
     leading_size(params, "fit_ensemble (params)", members)
     leading_size(state, "fit_ensemble (state)", members)
     # one member's template: its data checks, and the unroll factor of one member's fit, so
@@ -155,6 +158,7 @@ def fit_ensemble(net: Layer, params: Params, state: State, optimizer: GradientTr
                        validation_batch_size=validation_batch_size, shuffle=shuffle,
                        unroll=unroll, mesh=mesh, template=member_template((params, state)))
     cfg = prep.cfg
+    epochs, initial_epoch = prep.epochs, prep.initial_epoch
     params = owned_copy(cfg, params)
     state = owned_copy(cfg, state)
     if opt_state is None:
@@ -217,8 +221,7 @@ def predict_ensemble(net: Layer, params: Params, state: State, x: ArrayLike, *,
     members = leading_size(params, "predict_ensemble (params)")
     leading_size(state, "predict_ensemble (state)", members)
     one_params, one_state = member_template((params, state))
-    x_arr, _ = checked_data("predict_ensemble", net, one_params, one_state, x, None,
-                            needs_targets=False)
+    x_arr = checked_inputs("predict_ensemble", net, one_params, one_state, x)
     size = check_batch_size("predict_ensemble", batch_size, x_arr.shape[0])
     outputs: Array = _predict_members(net, params, state, x_arr, size)
     return jnp.mean(outputs, axis=0) if reduce == "mean" else outputs
@@ -240,9 +243,7 @@ def evaluate_ensemble(net: Layer, params: Params, state: State, loss: LossFn, x:
     members = leading_size(params, "evaluate_ensemble (params)")
     leading_size(state, "evaluate_ensemble (state)", members)
     one_params, one_state = member_template((params, state))
-    x_arr, y_arr = checked_data("evaluate_ensemble", net, one_params, one_state, x, y)
-    if y_arr is None:  # checked_data requires targets
-        raise AssertionError("unreachable")
+    x_arr, y_arr = checked_pair("evaluate_ensemble", net, one_params, one_state, x, y)
     size = check_batch_size("evaluate_ensemble", batch_size, x_arr.shape[0])
     result: Evaluation = _evaluate_members(net, params, state, loss, metric, x_arr, y_arr, size)
     return result

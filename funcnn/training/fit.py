@@ -15,12 +15,12 @@ from jax.sharding import Mesh
 from funcnn import parallel
 from funcnn.nn.layer import Layer
 from funcnn.optim.base import GradientTransformation
-from funcnn.training.batching import check_batch_size
 from funcnn.training.checks import (
+    check_batch_size,
     check_count,
     check_key,
     check_optimizer,
-    checked_data,
+    checked_pair,
     refuse_traced,
 )
 from funcnn.training.config import TrainConfig
@@ -71,6 +71,8 @@ class PreparedFit(NamedTuple):
     x_val: Array | None
     y_val: Array | None
     n_batches: int
+    epochs: int  # as plain ints, however given (NumPy integers too)
+    initial_epoch: int
 
 
 def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransformation,
@@ -88,9 +90,7 @@ def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransfo
     check_optimizer(where, optimizer)
     if mesh is not None:
         mesh = parallel.check_data_mesh(where, mesh)
-    x_arr, y_arr = checked_data(where, net, *template, x, y)
-    if y_arr is None:  # checked_data requires targets
-        raise AssertionError("unreachable")
+    x_arr, y_arr = checked_pair(where, net, *template, x, y)
     n = x_arr.shape[0]
     size = check_batch_size(where, batch_size, n)
     if mesh is not None:
@@ -100,7 +100,7 @@ def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransfo
     if validation_data is not None:
         if not (isinstance(validation_data, tuple | list) and len(validation_data) == 2):
             raise ValueError(f"{where}: validation_data must be a pair (x_val, y_val)")
-        x_val, y_val = checked_data(f"{where} (validation_data)", net, *template,
+        x_val, y_val = checked_pair(f"{where} (validation_data)", net, *template,
                                     *validation_data)
         _check_same_examples(where, x_arr, y_arr, x_val, y_val)
         val_size = check_batch_size(f"{where} (validation_data)",
@@ -115,7 +115,8 @@ def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransfo
                       shuffle, val_size, unroll, mesh)
     if mesh is not None:
         x_arr, y_arr, x_val, y_val = parallel.replicate((x_arr, y_arr, x_val, y_val), mesh)
-    return PreparedFit(cfg, x_arr, y_arr, x_val, y_val, math.ceil(n / size))
+    return PreparedFit(cfg, x_arr, y_arr, x_val, y_val, math.ceil(n / size), epochs,
+                       initial_epoch)
 
 
 def _check_same_examples(where: str, x: Array, y: Array, x_val: Array,
@@ -168,8 +169,6 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
     """
     refuse_traced("fit", (params, state, x, y, opt_state))
     check_key("fit", key)
-    epochs = check_count("fit", "epochs", epochs)
-    initial_epoch = check_count("fit", "initial_epoch", initial_epoch)
     prep = prepare_fit("fit", net, loss, optimizer, metric, x, y, epochs=epochs,
                        initial_epoch=initial_epoch, batch_size=batch_size,
                        validation_data=validation_data,
@@ -184,6 +183,7 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
     seed = key_seed(key)
     key = key if cfg.mesh is None else parallel.replicate(key, cfg.mesh)
     history = History()
+    epochs, initial_epoch = prep.epochs, prep.initial_epoch
     chunk = epochs_per_program(prep.n_batches, epochs, bool(callbacks),
                                order_entries=prep.x.shape[0] if cfg.shuffle else 0)
     bar = ProgressBar(epochs, enabled=progress)

@@ -18,11 +18,10 @@ from funcnn.nn.layer import Layer
 from funcnn.training.batching import (
     batch_plan,
     check_batch_rows,
-    check_batch_size,
     checked_per_example,
     figure_dtype,
 )
-from funcnn.training.checks import checked_data, refuse_traced
+from funcnn.training.checks import check_batch_size, checked_inputs, checked_pair, refuse_traced
 from funcnn.typing import Array, ArrayLike, LossFn, MetricFn, Params, State
 
 
@@ -73,9 +72,7 @@ def evaluate(net: Layer, params: Params, state: State, loss: LossFn, x: ArrayLik
              metric: MetricFn | None = None) -> Evaluation:
     """Mean data loss and metric of `net` on `(x, y)` in inference mode (book chapter 20)."""
     refuse_traced("evaluate", (params, state, x, y))
-    x_arr, y_arr = checked_data("evaluate", net, params, state, x, y)
-    if y_arr is None:  # checked_data requires targets
-        raise AssertionError("unreachable")
+    x_arr, y_arr = checked_pair("evaluate", net, params, state, x, y)
     size = check_batch_size("evaluate", batch_size, x_arr.shape[0])
     return _evaluate_jit(net, params, state, loss, metric, x_arr, y_arr, size)  # type: ignore[no-any-return]
 
@@ -100,7 +97,7 @@ def predict(net: Layer, params: Params, state: State, x: ArrayLike, *,
             batch_size: int | None = None) -> Array:
     """Outputs of `net` for every sample of `x` (inference mode), computed in batches."""
     refuse_traced("predict", (params, state, x))
-    x_arr, _ = checked_data("predict", net, params, state, x, None, needs_targets=False)
+    x_arr = checked_inputs("predict", net, params, state, x)
     size = check_batch_size("predict", batch_size, x_arr.shape[0])
     return _predict_jit(net, params, state, x_arr, size)  # type: ignore[no-any-return]
 

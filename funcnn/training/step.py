@@ -17,7 +17,7 @@ from funcnn.nn.combinators import serial
 from funcnn.nn.layer import Layer
 from funcnn.optim.base import GradientTransformation, apply_updates
 from funcnn.training.batching import check_batch_rows, checked_per_example, figure_dtype
-from funcnn.training.checks import check_optimizer
+from funcnn.training.checks import check_optimizer, is_optimizer
 from funcnn.typing import Array, LossFn, MetricFn, Params, PRNGKey, PyTree, State
 
 __all__ = ["BatchFigures", "StepMetrics", "batch_update", "make_train_step", "softmax_output_body"]
@@ -97,10 +97,6 @@ def batch_update(net: Layer, loss: LossFn, optimizer: GradientTransformation,
     return apply_updates(params, updates), new_state, opt_state, figures
 
 
-def _is_optimizer(value: object) -> bool:
-    return callable(getattr(value, "init", None)) and callable(getattr(value, "update", None))
-
-
 def make_train_step(net: Layer, optimizer: GradientTransformation, loss: LossFn, *,
                     metric: MetricFn | None = None) -> Callable[..., tuple[Params, State, PyTree,
                                                                           StepMetrics]]:
@@ -110,7 +106,7 @@ def make_train_step(net: Layer, optimizer: GradientTransformation, loss: LossFn,
 
     The 0.1 order `make_train_step(net, loss, optimizer)` still works for one release,
     with a `DeprecationWarning`."""
-    if not _is_optimizer(optimizer) and _is_optimizer(loss):
+    if not is_optimizer(optimizer) and is_optimizer(loss):
         warnings.warn("make_train_step(net, loss, optimizer) is deprecated: the order is now "
                       "make_train_step(net, optimizer, loss, metric=...), as in fit",
                       DeprecationWarning, stacklevel=2)
