@@ -119,3 +119,23 @@ def test_ensembles_tiny_prints_a_row_per_case() -> None:
     for row in rows:
         ensemble, separate = (number(cell.split(" s")[0]) for cell in row[2:4])
         assert ensemble > 0 and separate > 0
+
+
+def test_check_cost_quick_prints_a_row_per_case() -> None:
+    done = run_script("check_cost.py", "--quick", "--repeats", "1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = table_rows(done.stdout, "spiral") + table_rows(done.stdout, "digits")
+    assert [(r[0].split()[0], r[1]) for r in rows] == [
+        ("spiral", "host"), ("spiral", "device"), ("digits", "host"), ("digits", "device")]
+    assert all(number(cell) >= 0 for r in rows for cell in r[2:])
+
+
+def test_optimizer_precision_prints_funcnn_against_optax() -> None:
+    done = run_script("optimizer_precision.py", "--problems", "2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {(r[0], r[1], r[2]): r for r in table_rows(done.stdout, "rmsprop")
+            + table_rows(done.stdout, "adam")}
+    assert len(rows) == 6
+    for (kind, _, _), row in rows.items():
+        ratio = number(row[5])
+        assert ratio > 0 and (ratio < 1.5 if kind == "rmsprop" else ratio < 1.0), row

@@ -7,7 +7,9 @@ The float64 references are the book's formulas in NumPy; NaN rules are checked a
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -15,73 +17,27 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from funcnn import activations, losses, metrics, optim
 
 # --- decay rates near 1 (RMSProp's rho, Adam's b1 and b2) ---
+# The problems, the float64 reference and the optax counterparts are the benchmark's.
 
-STEPS, DECAY, EPS, WEIGHTS = 100, 1e-2, 1e-7, 12
-SEEDS = 8
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+from optimizer_precision import (  # noqa: E402
+    CASES,
+    DECAY,
+    EPS,
+    book_float64,
+    distances,
+    problems,
+    run_all,
+)
 
-
-def problems() -> tuple[np.ndarray, np.ndarray]:
-    """SEEDS problems of WEIGHTS N(0, 1) weights and STEPS N(0, 1) gradients each:
-    params `(SEEDS, WEIGHTS)`, gradients `(SEEDS, STEPS, WEIGHTS)`, float32."""
-    rng = np.random.default_rng(0)
-    params = rng.standard_normal((SEEDS, WEIGHTS)).astype(np.float32)
-    return params, rng.standard_normal((SEEDS, STEPS, WEIGHTS)).astype(np.float32)
-
-
-def book_float64(kind: str, lr: float, beta: float, params: np.ndarray, grads: np.ndarray,
-                 b1: float = 0.9) -> np.ndarray:
-    """The book's RMSProp (`beta` = rho) or Adam (`beta` = b2) in float64, rate
-    `lr / (1 + DECAY * t)`."""
-    p = params.astype(np.float64)
-    m, c = np.zeros_like(p), np.zeros_like(p)
-    for t in range(grads.shape[1]):
-        g, rate = grads[:, t].astype(np.float64), lr / (1.0 + DECAY * t)
-        c = beta * c + (1 - beta) * g**2
-        if kind == "rmsprop":
-            p = p - rate * g / (np.sqrt(c) + EPS)
-        else:
-            m = b1 * m + (1 - b1) * g
-            m_hat, c_hat = m / (1 - b1 ** (t + 1)), c / (1 - beta ** (t + 1))
-            p = p - rate * m_hat / (np.sqrt(c_hat) + EPS)
-    return p
-
-
-def run_all(opt: Any, params: np.ndarray, grads: np.ndarray) -> np.ndarray:
-    """Final float32 params of `opt` on every problem (one program, vmapped over them)."""
-
-    def one(p: Any, gs: Any) -> Any:
-        def step(carry: Any, g: Any) -> tuple[Any, None]:
-            q, s = carry
-            u, s = opt.update(g, s, q)
-            return (optax.apply_updates(q, u), s), None
-
-        return jax.lax.scan(step, (p, opt.init(p)), gs)[0][0]
-
-    return np.asarray(jax.jit(jax.vmap(one))(jnp.asarray(params), jnp.asarray(grads)))
-
-
-def optimizers(kind: str, lr: float, beta: float) -> tuple[Any, Any]:
-    """funcnn's optimizer and optax's with the same settings and inverse-time decay."""
-
-    def schedule(count: Any) -> Any:
-        return lr / (1.0 + DECAY * count)
-
-    if kind == "rmsprop":
-        ours = optim.rmsprop(lr, decay=DECAY, eps=EPS, rho=beta)
-        reference = optax.rmsprop(schedule, decay=beta, eps=EPS, eps_in_sqrt=False,
-                                  initial_scale=0.0)
-        return ours, reference
-    return optim.adam(lr, decay=DECAY, eps=EPS, b2=beta), optax.adam(schedule, b2=beta, eps=EPS)
-
-
-NEAR_ONE = [("rmsprop", 0.02, 0.999), ("rmsprop", 0.1, 0.999), ("rmsprop", 0.02, 0.9999),
-            ("adam", 0.02, 0.999), ("adam", 0.1, 0.999), ("adam", 0.02, 0.9999)]
+NEAR_ONE = CASES
 
 
 @pytest.mark.parametrize(("kind", "lr", "beta"), NEAR_ONE,
@@ -93,11 +49,9 @@ def test_decay_rates_near_one_are_as_accurate_as_optax(kind: str, lr: float, bet
     about 0.5 and 2.4 from problem to problem; a biased `1 - beta` adds up over them."""
     params, grads = problems()
     exact = book_float64(kind, lr, beta, params, grads)
-    ours, reference = optimizers(kind, lr, beta)
-    ours_distance = np.max(np.abs(run_all(ours, params, grads) - exact), axis=-1).sum()
-    optax_distance = np.max(np.abs(run_all(reference, params, grads) - exact), axis=-1).sum()
+    ours, theirs = distances(kind, lr, beta, params, grads)
     assert np.max(np.abs(exact - params)) > 0.1  # the runs went somewhere
-    assert ours_distance <= 1.5 * optax_distance
+    assert ours.sum() <= 1.5 * theirs.sum()
 
 
 @pytest.mark.parametrize(("b1", "b2"), [(0.9, 1 - 1e-8), (1 - 1e-8, 0.999)])
