@@ -60,7 +60,7 @@ def test_replace_hyperparams_takes_effect_and_leaves_the_old_state_alone() -> No
     _, state = opt.update(GRADS, state)
     faster = optim.replace_hyperparams(state, learning_rate=0.3, b1=0.5)
     assert float(state.hyperparams["learning_rate"]) == pytest.approx(0.1)
-    assert float(faster.hyperparams["b1"]) == 0.5
+    assert float(faster.hyperparams["one_minus_b1"]) == 0.5  # b1 is held as 1 - b1
     assert faster.hyperparams["learning_rate"].dtype == jnp.float32
     chex.assert_trees_all_equal(faster.mu, state.mu)
     assert int(faster.count) == 1

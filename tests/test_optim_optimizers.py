@@ -281,6 +281,7 @@ def test_first_update_uses_the_undecayed_rate(make: Callable[[], Any]) -> None:
     assert float(optim.learning_rate(state)) == pytest.approx(0.5 / 11.0, rel=1e-6)
 
 
+# held as the complements; get_hyperparams reads b1 and b2 off them
 ADAM_BETAS = {"b1": 0.9, "b2": 0.999, "one_minus_b1": 0.1, "one_minus_b2": 1e-3}
 
 

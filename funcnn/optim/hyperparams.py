@@ -9,11 +9,10 @@ and the book's `decay`, and the rate of update t (t = updates already made) is
 `learning_rate / (1 + decay * t)`; with a schedule the state holds
 `scheduled_learning_rate`, the schedule's value for the next update.
 
-A decay rate b (`rho`, `b1`, `b2`) comes with its complement `one_minus_b = 1 - b`, a
-leaf of its own computed in float64 from the value given: float32(0.999) is 0.99900001,
-so `1 - b` taken from the float32 leaf would be 13 ppm small, while float32(1 - 0.999) is
-right to float32's precision. The optimizers' averages use the complement alone, so change
-either one through `replace_hyperparams`, which sets the other to 1 minus it.
+A decay rate b (`rho`, `b1`, `b2`) is held as its complement `one_minus_b = 1 - b`,
+computed in float64 from the value given: float32(0.999) is 0.99900001, so `1 - b` taken
+from a float32 b would be 13 ppm small, while float32(1 - 0.999) is right to float32's
+precision. `replace_hyperparams` takes either name (`b2=0.9999` or `one_minus_b2=1e-4`).
 """
 
 from __future__ import annotations
@@ -46,18 +45,13 @@ class Bounds(NamedTuple):
 
 
 COMPLEMENTED = ("rho", "b1", "b2")
-"""The decay rates b that keep `one_minus_b` beside them."""
+"""The decay rates b that the states hold as `one_minus_b`."""
 
 
 def complement_name(name: str) -> str:
     """The state name of `1 - name`: `one_minus_rho` for `rho`."""
     return f"one_minus_{name}"
 
-
-_PARTNERS = {
-    **{name: complement_name(name) for name in COMPLEMENTED},
-    **{complement_name(name): name for name in COMPLEMENTED},
-}
 
 _RANGES: dict[str, Bounds] = {
     **{name: Bounds(0.0, math.inf) for name in
@@ -134,13 +128,10 @@ def one_minus(value: Any) -> Any:
 
 
 def decay_rate_hyperparams(name: str, value: object) -> dict[str, Array]:
-    """`{name: b, one_minus_<name>: 1 - b}` for a decay rate b in [0, 1) (see
-    `COMPLEMENTED`); the complement keeps the digits that float32 rounds off b."""
+    """`{one_minus_<name>: 1 - b}` for a decay rate b in [0, 1) (see `COMPLEMENTED`): the
+    complement keeps the digits that float32 rounds off b."""
     check_hyperparam(name, value)
-    return {
-        name: jnp.asarray(value, dtype=float_dtype()),
-        complement_name(name): jnp.asarray(one_minus(value), dtype=float_dtype()),
-    }
+    return {complement_name(name): jnp.asarray(one_minus(value), dtype=float_dtype())}
 
 
 def is_concrete_zero(value: object) -> bool:
@@ -246,7 +237,8 @@ def learning_rate(state: OptState) -> Array:
 
 
 def get_hyperparams(state: OptState) -> dict[str, Array]:
-    """All hyper-parameters in `state` (every funcnn sub-state's), by name. A name held by
+    """All hyper-parameters in `state` (every funcnn sub-state's), by name, with each decay
+    rate b read off its held complement as well (`b2 = 1 - one_minus_b2`). A name held by
     two sub-states is an error; read `sub_state.hyperparams` directly then."""
     merged: dict[str, Array] = {}
     where: dict[str, str] = {}
@@ -258,7 +250,20 @@ def get_hyperparams(state: OptState) -> dict[str, Array]:
                     "read the sub-states' hyperparams directly"
                 )
             merged[name], where[name] = value, path
+    for name in COMPLEMENTED:
+        if complement_name(name) in merged:
+            merged[name] = 1 - merged[complement_name(name)]
     return merged
+
+
+def _check_each(name: str, value: Any) -> None:
+    """Check a replacement value: its dtype when traced, else every entry (a batched
+    state, outside vmap, takes a batch of values)."""
+    if is_traced(value):
+        _check_real_dtype(name, value)
+    else:
+        for item in np.ravel(np.asarray(value)):
+            check_hyperparam(name, item.item())
 
 
 def _replaced_leaf(name: str, old: Array, value: Any) -> Array:
@@ -267,29 +272,37 @@ def _replaced_leaf(name: str, old: Array, value: Any) -> Array:
             f"{name} must have shape {jnp.shape(old)} like the value it replaces, "
             f"got shape {np.shape(value)}"
         )
-    if is_traced(value):
-        _check_real_dtype(name, value)
-    else:  # a batched state (outside vmap) takes a batch of values: check each one
-        for item in np.ravel(np.asarray(value)):
-            check_hyperparam(name, item.item())
+    _check_each(name, value)
     return jnp.asarray(value, dtype=jnp.result_type(old))
+
+
+def _as_complements(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with each decay rate b given as `one_minus_b = 1 - b` (in float64 when
+    known), the name the states hold."""
+    held = dict(values)
+    for name in COMPLEMENTED:
+        if name not in held:
+            continue
+        if complement_name(name) in held:
+            raise ValueError(f"{name} and {complement_name(name)} were both given; give one, "
+                             "the other is 1 minus it")
+        value = held.pop(name)
+        _check_each(name, value)
+        held[complement_name(name)] = one_minus(value)
+    return held
 
 
 def replace_hyperparams(state: OptState, **values: ArrayLike) -> OptState:
     """A new state with the named hyper-parameters replaced; nothing else changes, so a
     jitted update takes the new values without recompiling. Works on chained states
-    when exactly one sub-state holds each name. Replacing a decay rate b also sets
-    `one_minus_b` (and the other way round): from known values in float64, from traced
-    ones (under `jit`/`vmap`) in their own precision, so to sweep b2 near 1 under `vmap`
-    at full precision, sweep `one_minus_b2`."""
+    when exactly one sub-state holds each name. A decay rate b may be given as `b2=...` or
+    as `one_minus_b2=...`: the state holds `1 - b`, from known values in float64, from
+    traced ones (under `jit`/`vmap`) in their own precision, so to sweep b2 near 1 under
+    `vmap` at full precision, sweep `one_minus_b2`."""
     holders = _hyperparam_states(state)
+    values = _as_complements(values)
     targets: dict[str, str] = {}
     for name in values:
-        partner = _PARTNERS.get(name)
-        if partner in values:
-            raise ValueError(
-                f"{name} and {partner} were both given; give one, the other is 1 minus it"
-            )
         if name == SCHEDULED_LEARNING_RATE:
             raise ValueError(
                 f"{SCHEDULED_LEARNING_RATE} is computed by the schedule and cannot be replaced"
@@ -302,7 +315,8 @@ def replace_hyperparams(state: OptState, **values: ArrayLike) -> OptState:
                     "learning_rate is set by a schedule in this state; build the optimizer "
                     "with a constant learning_rate to change it by hand"
                 )
-            known = sorted({n for _, sub in holders for n in sub.hyperparams})
+            held = {n for _, sub in holders for n in sub.hyperparams}
+            known = sorted(held | {n for n in COMPLEMENTED if complement_name(n) in held})
             raise ValueError(f"this state has no hyper-parameter {name!r}; it has {known}")
         if len(paths) > 1:
             listed = ", ".join(f"'{path}'" for path in paths)
@@ -319,12 +333,6 @@ def replace_hyperparams(state: OptState, **values: ArrayLike) -> OptState:
         hyperparams = dict(sub.hyperparams)
         for name, value in changes.items():
             hyperparams[name] = _replaced_leaf(name, hyperparams[name], value)
-        for name, value in changes.items():
-            partner = _PARTNERS.get(name)
-            if partner is not None and partner in hyperparams:
-                hyperparams[partner] = _replaced_leaf(
-                    partner, hyperparams[partner], one_minus(value)
-                )
         return sub._replace(hyperparams=hyperparams)
 
     return jax.tree_util.tree_map_with_path(

@@ -13,7 +13,7 @@ For parameter p with gradient g, at update t (t = updates already made) with rat
 
 Each returns a `GradientTransformation`; `update` returns the additive step (the `-=`
 above as a `+=`). Every numeric setting lives in `state.hyperparams`, each decay rate b
-(rho, b1, b2) with its complement `one_minus_b`, from which the averages
+(rho, b1, b2) as its complement `one_minus_b`, from which the averages
 `x + (1 - b) * (new - x)` and the corrections `1 - b**t` are computed, so that b's float32
 rounding (float32(0.999) = 0.99900001) does not shrink `1 - b`.
 """
@@ -170,8 +170,8 @@ def adagrad(
 
 @hyperparam_state
 class RMSPropState(NamedTuple):
-    """`hyperparams`: learning_rate, decay (or scheduled_learning_rate), eps, rho and
-    one_minus_rho.
+    """`hyperparams`: learning_rate, decay (or scheduled_learning_rate), eps and
+    one_minus_rho (`1 - rho`).
     `cache`: the moving average of squared gradients `c`."""
 
     count: Array  # type: ignore[assignment]  # int32; shadows tuple.count, as in optax
@@ -216,8 +216,8 @@ def rmsprop(
 
 @hyperparam_state
 class AdamState(NamedTuple):
-    """`hyperparams`: learning_rate, decay (or scheduled_learning_rate), eps, b1, b2,
-    one_minus_b1, one_minus_b2 and, for AdamW, weight_decay. `mu`, `nu`: the first and
+    """`hyperparams`: learning_rate, decay (or scheduled_learning_rate), eps,
+    one_minus_b1, one_minus_b2 (`1 - b1`, `1 - b2`) and, for AdamW, weight_decay. `mu`, `nu`: the first and
     second moment estimates."""
 
     count: Array  # type: ignore[assignment]  # int32; shadows tuple.count, as in optax
