@@ -217,8 +217,8 @@ def rmsprop(
 @hyperparam_state
 class AdamState(NamedTuple):
     """`hyperparams`: learning_rate, decay (or scheduled_learning_rate), eps,
-    one_minus_b1, one_minus_b2 (`1 - b1`, `1 - b2`) and, for AdamW, weight_decay. `mu`, `nu`: the first and
-    second moment estimates."""
+    one_minus_b1, one_minus_b2 (`1 - b1`, `1 - b2`) and, for AdamW, weight_decay.
+    `mu`, `nu`: the first and second moment estimates."""
 
     count: Array  # type: ignore[assignment]  # int32; shadows tuple.count, as in optax
     hyperparams: dict[str, Array]
