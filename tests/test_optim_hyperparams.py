@@ -33,8 +33,20 @@ def test_learning_rate_reads_plain_chained_and_masked_states() -> None:
     assert float(optim.learning_rate(masked.init(PARAMS))) == pytest.approx(0.01)
 
 
+def test_learning_rate_reads_optax_inject_hyperparams_states() -> None:
+    import optax
+
+    injected = optax.inject_hyperparams(optax.adam)(learning_rate=0.25)
+    assert float(optim.learning_rate(injected.init(PARAMS))) == 0.25
+    chained = optax.chain(optax.clip(1.0), injected).init(PARAMS)
+    assert float(optim.learning_rate(chained)) == 0.25
+    with pytest.raises(ValueError, match="holds no optimizer with a learning rate"):
+        optim.learning_rate(optax.adam(0.1).init(PARAMS))
+
+
 def test_learning_rate_errors_name_the_problem() -> None:
-    with pytest.raises(ValueError, match="holds no funcnn optimizer with a learning rate"):
+    with pytest.raises(ValueError, match=r"holds no optimizer with a learning rate \(a funcnn "
+                                         r"optimizer, or optax's inject_hyperparams\)"):
         optim.learning_rate(optim.clip_by_global_norm(1.0).init(PARAMS))
     two = optim.chain(optim.adam(), optim.sgd()).init(PARAMS)
     with pytest.raises(ValueError, match=r"holds 2 learning rates \(at '0', '1'\)"):

@@ -18,7 +18,7 @@ precision. `replace_hyperparams` takes either name (`b2=0.9999` or `one_minus_b2
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 import jax
@@ -217,16 +217,32 @@ def _rate_of(sub_state: Any) -> Array | None:
     return None
 
 
+def _injected_rates(state: OptState) -> list[tuple[str, Array]]:
+    """The `learning_rate`s of states holding a `hyperparams` mapping that are not funcnn's
+    (optax's `inject_hyperparams` states), by path."""
+
+    def injected(node: object) -> bool:
+        return (type(node) not in _HYPERPARAM_STATES
+                and isinstance(getattr(node, "hyperparams", None), Mapping)
+                and "learning_rate" in node.hyperparams)  # type: ignore[attr-defined]
+
+    found = jax.tree_util.tree_flatten_with_path(state, is_leaf=injected)[0]
+    return [(path_to_str(path) or "<root>", jnp.asarray(node.hyperparams["learning_rate"]))
+            for path, node in found if injected(node)]
+
+
 def learning_rate(state: OptState) -> Array:
     """The learning rate the *next* update will use (decay or schedule applied), from a
-    funcnn optimizer state or any state containing exactly one (a chain, a masked one)."""
+    funcnn optimizer state or any state containing exactly one (a chain, a masked one),
+    or else from an optax optimizer made with `optax.inject_hyperparams`."""
     rates = [
         (path, rate)
         for path, sub in _hyperparam_states(state)
         if (rate := _rate_of(sub)) is not None
-    ]
+    ] or _injected_rates(state)
     if not rates:
-        raise ValueError("this state holds no funcnn optimizer with a learning rate")
+        raise ValueError("this state holds no optimizer with a learning rate (a funcnn "
+                         "optimizer, or optax's inject_hyperparams)")
     if len(rates) > 1:
         paths = ", ".join(f"'{path}'" for path, _ in rates)
         raise ValueError(

@@ -3,8 +3,6 @@ minibatches (or one full-batch step), with the book's per-epoch figures."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,27 +18,13 @@ from funcnn.typing import Array, ArrayLike, Params, PRNGKey, PyTree, State
 __all__ = ["current_learning_rate", "run_epochs", "run_epochs_jit"]
 
 
-def _injected_rate(opt_state: PyTree) -> ArrayLike | None:
-    """The `learning_rate` of the first state in `opt_state` holding a `hyperparams` mapping
-    (optax's `inject_hyperparams` states), or None."""
-    def has_hyperparams(node: object) -> bool:
-        return isinstance(getattr(node, "hyperparams", None), Mapping)
-
-    for node in jax.tree.leaves(opt_state, is_leaf=has_hyperparams):
-        if has_hyperparams(node) and "learning_rate" in node.hyperparams:
-            rate: ArrayLike = node.hyperparams["learning_rate"]
-            return rate
-    return None
-
-
 def current_learning_rate(opt_state: PyTree) -> Array:
-    """The rate the next update uses: funcnn's optimizers' (`funcnn.optim.learning_rate`),
-    or an optax optimizer's made with `optax.inject_hyperparams`; nan for any other."""
+    """The rate the next update uses (`funcnn.optim.learning_rate`: funcnn's optimizers, or
+    optax's made with `optax.inject_hyperparams`); nan for any other."""
     try:
         rate: ArrayLike = learning_rate(opt_state)
     except ValueError:
-        injected = _injected_rate(opt_state)
-        rate = jnp.nan if injected is None else injected
+        rate = jnp.nan
     return jnp.asarray(rate, jnp.float32)
 
 
