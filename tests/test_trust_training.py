@@ -328,3 +328,26 @@ def test_class_picks_of_nan_outputs_are_minus_one() -> None:
     binary = jnp.array([[0.9], [jnp.nan], [0.1]])
     np.testing.assert_array_equal(fn.classes_from_outputs(binary), [[1], [-1], [0]])
     np.testing.assert_array_equal(fn.classes_from_outputs(binary, 0.05), [[1], [-1], [1]])
+
+
+def test_device_data_that_passed_is_not_checked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from funcnn.training import checks
+
+    calls = []
+    original = checks._bad_rows_on_device
+    monkeypatch.setattr(checks, "_bad_rows_on_device",
+                        lambda *args: calls.append(1) or original(*args))
+    net = classifier()
+    params, state = net.init(KEY, (2,))
+    x, y = blobs(30)
+    xd, yd = jax.device_put((x, y))
+    for _ in range(3):  # epoch by epoch on the same (immutable) device arrays
+        fn.fit(net, params, state, sgd(0.1), categorical_crossentropy, xd, yd, key=KEY,
+               epochs=1, progress=False)
+    assert len(calls) == 1
+    bad = y.copy()
+    bad[3] = 9
+    with pytest.raises(ValueError, match=r"label y\[3\] = 9"):  # new arrays: checked
+        fn.fit(net, params, state, sgd(0.1), categorical_crossentropy, xd,
+               jax.device_put(bad), key=KEY, epochs=1, progress=False)
+    assert len(calls) == 2
