@@ -28,6 +28,7 @@ from funcnn.nn.layer import (
     init_shapes,
     no_penalty,
     parameter_free,
+    parameter_free_init,
 )
 from funcnn.nn.reshape import Flatten
 from funcnn.nn.summary import SummaryRow, summary, summary_rows, summary_table
@@ -57,6 +58,7 @@ __all__ = [
     "no_penalty",
     "output_shape",
     "parameter_free",
+    "parameter_free_init",
     "serial",
     "summary",
     "summary_rows",

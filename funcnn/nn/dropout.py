@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from funcnn.nn.errors import LayerError
-from funcnn.nn.layer import Layer, check_float_input, check_input_shape, no_penalty
-from funcnn.typing import Array, Params, PRNGKey, Shape, State
+from funcnn.nn.layer import Layer, check_float_input, no_penalty, parameter_free_init
+from funcnn.typing import Array, Params, PRNGKey, State
 
 
 def Dropout(rate: float) -> Layer:
@@ -18,11 +18,6 @@ def Dropout(rate: float) -> Layer:
     if not (isinstance(rate, int | float) and 0.0 <= rate < 1.0):
         raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
     keep = 1.0 - float(rate)
-
-    def init(key: PRNGKey, input_shape: Shape) -> tuple[Params, State]:
-        del key
-        check_input_shape("Dropout", input_shape, min_rank=0)
-        return {}, {}
 
     def apply(
         params: Params,
@@ -44,4 +39,5 @@ def Dropout(rate: float) -> Layer:
         mask = jax.random.bernoulli(key, keep, x.shape)
         return jnp.where(mask, x / jnp.asarray(keep, x.dtype), jnp.zeros_like(x)), state
 
-    return Layer(init, apply, no_penalty, "Dropout", MappingProxyType({"rate": float(rate)}))
+    return Layer(parameter_free_init("Dropout"), apply, no_penalty, "Dropout",
+                 MappingProxyType({"rate": float(rate)}))

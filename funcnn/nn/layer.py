@@ -121,10 +121,10 @@ def check_float_input(name: str, x: Array) -> None:
         )
 
 
-def parameter_free(name: str, fn: Callable[[Array], Array], config: Mapping[str, Any],
-                    check_shape: Callable[[Shape], None] | None = None) -> Layer:
-    """A layer without params or state computing `y = fn(x)`; `check_shape` may reject
-    an `input_shape` at init."""
+def parameter_free_init(name: str, check_shape: Callable[[Shape], None] | None = None,
+                        ) -> InitFn:
+    """The `init` of a layer without params or state: `({}, {})` for any input shape that
+    `check_shape` (when given) accepts."""
 
     def init(key: PRNGKey, input_shape: Shape) -> tuple[Params, State]:
         del key
@@ -132,6 +132,15 @@ def parameter_free(name: str, fn: Callable[[Array], Array], config: Mapping[str,
         if check_shape is not None:
             check_shape(shape)
         return {}, {}
+
+    return init
+
+
+def parameter_free(name: str, fn: Callable[[Array], Array], config: Mapping[str, Any],
+                    check_shape: Callable[[Shape], None] | None = None) -> Layer:
+    """A layer without params or state computing `y = fn(x)`; `check_shape` may reject
+    an `input_shape` at init."""
+    init = parameter_free_init(name, check_shape)
 
     def apply(
         params: Params,
