@@ -1,0 +1,188 @@
+"""The layer contract (DESIGN.md) as reusable checks, run for each dtype a layer supports.
+
+A layer family's tests list `ContractCase`s and call `run_contract(case, dtype)` for every
+dtype in `DTYPES` (see tests/test_layers.py). Each case's params (floating leaves) and
+floating inputs are cast to the dtype under test; float64 runs with x64 on. Checks:
+declared output shape equals the actual one (batched and single example), the output has
+the dtype under test, jit equals eager, vmap over examples equals the batched call,
+`eval_shape` of init and apply, no retrace, and in float64 gradients against finite
+differences (`check_gradients`, 1e-4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import funcnn as fn
+from funcnn.nn import Layer, output_shape
+
+DTYPES = ("float32", "float64", "bfloat16")
+KEY = jax.random.key(0)
+BATCH = 5
+
+# jit/eager and vmap/batch agreement per dtype: one op's rounding, a little amplified
+TOLERANCE = {"float32": 1e-5, "float64": 1e-12, "bfloat16": 3e-2}
+
+
+def normal_input(key: jax.Array, shape: tuple[int, ...], dtype: str) -> jax.Array:
+    """The default input: standard normal values of `shape` in `dtype`."""
+    return jax.random.normal(key, shape, jnp.float32).astype(dtype)
+
+
+class ContractCase(NamedTuple):
+    """One layer configuration: `factory()` builds it, `shape` is one example's input shape.
+    `make_input(key, (batch, *shape), dtype)` draws inputs (integer ids stay integers).
+    `float_input=False` marks inputs that are not floats (gradients only w.r.t. params).
+    `state_changes_in_training` marks layers whose state a training call updates."""
+
+    id: str
+    factory: Callable[[], Layer]
+    shape: tuple[int, ...]
+    make_input: Callable[[jax.Array, tuple[int, ...], str], jax.Array] = normal_input
+    float_input: bool = True
+    state_changes_in_training: bool = False
+
+
+@contextlib.contextmanager
+def dtype_mode(dtype: str) -> Iterator[None]:
+    """x64 on for float64, unchanged otherwise."""
+    with jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext():
+        yield
+
+
+def cast_floats(tree: Any, dtype: str) -> Any:
+    """Every floating leaf of `tree` cast to `dtype`; other leaves unchanged."""
+    return jax.tree.map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
+class Built(NamedTuple):
+    """A case's layer, its params (cast to the dtype), its state and a batch of inputs."""
+
+    layer: Layer
+    params: Any
+    state: Any
+    x: jax.Array
+
+
+def setup(case: ContractCase, dtype: str) -> Built:
+    """Build `case` once for all checks (a network's init traces its children)."""
+    layer = case.factory()
+    params, state = layer.init(KEY, case.shape)
+    x = case.make_input(jax.random.key(1), (BATCH, *case.shape), dtype)
+    return Built(layer, cast_floats(params, dtype), state, x)
+
+
+def close(actual: Any, expected: Any, dtype: str) -> None:
+    tol = TOLERANCE[dtype]
+    chex.assert_trees_all_close(
+        jax.tree.map(lambda a: np.asarray(a, np.float64), actual),
+        jax.tree.map(lambda a: np.asarray(a, np.float64), expected), rtol=tol, atol=tol)
+
+
+def check_declared_shape_and_dtype(case: ContractCase, dtype: str, built: Built) -> None:
+    layer, params, state, x = built
+    declared = output_shape(layer, params, state, case.shape)
+    y, _ = layer.apply(params, state, x)
+    assert y.shape == (BATCH, *declared), (y.shape, declared)
+    assert y.dtype == jnp.dtype(dtype), f"{case.id}: output {y.dtype} for {dtype}"
+    single, _ = layer.apply(params, state, x[0])
+    assert single.shape == declared
+
+
+def check_jit_equals_eager(case: ContractCase, dtype: str, built: Built) -> None:
+    layer, params, state, x = built
+    eager = layer.apply(params, state, x)
+    jitted = jax.jit(layer.apply)(params, state, x)
+    close(jitted, eager, dtype)
+
+
+def check_vmap_equals_batch(case: ContractCase, dtype: str, built: Built) -> None:
+    layer, params, state, x = built
+    batched, _ = layer.apply(params, state, x)
+    mapped = jax.vmap(lambda xi: layer.apply(params, state, xi)[0])(x)
+    close(mapped, batched, dtype)
+
+
+def check_eval_shape(case: ContractCase, dtype: str, built: Built) -> None:
+    layer, params, state, x = built
+    p_shapes, s_shapes = jax.eval_shape(lambda k: layer.init(k, case.shape), KEY)
+    chex.assert_trees_all_equal_shapes(p_shapes, params)
+    chex.assert_trees_all_equal_shapes_and_dtypes(s_shapes, state)
+    p_shapes = jax.tree.map(lambda s, p: jax.ShapeDtypeStruct(s.shape, p.dtype), p_shapes,
+                            params)
+    out = jax.eval_shape(lambda p, v: layer.apply(p, state, v)[0], p_shapes,
+                         jax.ShapeDtypeStruct(x.shape, x.dtype))
+    assert out.shape == (BATCH, *output_shape(layer, params, state, case.shape))
+    assert out.dtype == jnp.dtype(dtype)
+
+
+def check_no_retrace(case: ContractCase, dtype: str, built: Built) -> None:
+    layer, params, state, x = built
+    chex.clear_trace_counter()
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def forward(p: Any, s: Any, v: jax.Array) -> jax.Array:
+        return layer.apply(p, s, v)[0]
+
+    other = case.make_input(jax.random.key(7), x.shape, dtype)
+    first = forward(params, state, x)
+    second = forward(params, state, other)
+    third = forward(params, state, x)
+    np.testing.assert_array_equal(np.asarray(first, np.float64), np.asarray(third, np.float64))
+    assert second.shape == first.shape
+
+
+def check_gradients(case: ContractCase, dtype: str, built: Built) -> None:
+    """Finite, of the params' dtype; in float64 equal to finite differences (1e-4)."""
+    layer, params, state, x = built
+    weights = jax.random.normal(jax.random.key(2), layer.apply(params, state, x)[0].shape)
+    weights = weights.astype(dtype)
+
+    def objective(p: Any, v: jax.Array) -> jax.Array:
+        y, _ = layer.apply(p, state, v)
+        return jnp.sum(weights * y) + layer.penalty(p)
+
+    argnums = (0, 1) if case.float_input else (0,)
+    grads = jax.grad(objective, argnums=argnums)(params, x)
+    chex.assert_tree_all_finite(grads)
+    chex.assert_trees_all_equal_dtypes(grads[0], params)
+    if dtype != "float64":
+        return
+    if case.float_input:
+        fn.check_gradients(lambda v: objective(params, v), x).assert_close(1e-4)
+    if jax.tree.leaves(params):
+        fn.check_gradients(lambda p: objective(p, x), params).assert_close(1e-4)
+
+
+def check_state_threading(case: ContractCase, dtype: str, built: Built) -> None:
+    """Inference leaves the state as it was; training changes it for stateful layers and
+    returns a state of the same structure, shapes and dtypes."""
+    layer, params, state, x = built
+    _, after_inference = layer.apply(params, state, x, train=False)
+    chex.assert_trees_all_equal(after_inference, state)
+    _, after_training = layer.apply(params, state, x, key=jax.random.key(3), train=True)
+    chex.assert_trees_all_equal_shapes_and_dtypes(after_training, state)
+    changed = any(not np.array_equal(a, b) for a, b in
+                  zip(jax.tree.leaves(after_training), jax.tree.leaves(state), strict=True))
+    assert changed == case.state_changes_in_training, case.id
+
+
+CHECKS = (check_declared_shape_and_dtype, check_jit_equals_eager, check_vmap_equals_batch,
+          check_eval_shape, check_no_retrace, check_gradients, check_state_threading)
+
+
+def run_contract(case: ContractCase, dtype: str) -> None:
+    """Every contract check for `case` in `dtype` (float64 with x64 on)."""
+    with dtype_mode(dtype):
+        built = setup(case, dtype)
+        for check in CHECKS:
+            check(case, dtype, built)
