@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from functools import partial
 from types import MappingProxyType
 from typing import Any
 
@@ -100,6 +101,52 @@ def _scale_shift(xhat: Array, params: Params, axis: int) -> Array:
     return xhat
 
 
+def _standardize(x: Array, mean: Array, var: Array, eps: float) -> Array:
+    """`(x - mean) / sqrt(var + eps)` in the statistics' dtype."""
+    return (x.astype(mean.dtype) - mean) * jax.lax.rsqrt(var + eps)
+
+
+# The numerical cores are compiled functions: one program per shape and dtype when a layer
+# is called eagerly (or differentiated eagerly), instead of one per operation; under an
+# enclosing `jit` they are inlined.
+
+
+@partial(jax.jit, static_argnames=("axis", "eps"))
+def _batch_norm_inference(params: Params, state: State, x: Array, axis: int,
+                          eps: float) -> Array:
+    dt = _stat_dtype(x.dtype)
+    mean = _lift(state["mean"], x.ndim, axis).astype(dt)
+    var = _lift(state["var"], x.ndim, axis).astype(dt)
+    return _scale_shift(_standardize(x, mean, var, eps), params, axis).astype(x.dtype)
+
+
+@partial(jax.jit, static_argnames=("axis", "eps", "momentum"))
+def _batch_norm_training(params: Params, state: State, x: Array, axis: int, eps: float,
+                         momentum: float) -> tuple[Array, State]:
+    axes = tuple(i for i in range(x.ndim) if i != x.ndim + axis)
+    mean, var = _moments(x, axes)
+    y = _scale_shift(_standardize(x, mean, var, eps), params, axis).astype(x.dtype)
+    return y, _running(state, mean.reshape(-1), var.reshape(-1), momentum)
+
+
+@partial(jax.jit, static_argnames=("groups", "ndim", "eps"))
+def _group_norm(params: Params, x: Array, groups: int, ndim: int, eps: float) -> Array:
+    """Each group of `C // groups` channels of each `ndim`-axes example standardized over
+    its positions and channels (`groups=1, ndim=1`: a layer norm over the last axis)."""
+    grouped = x.reshape((*x.shape[:-1], groups, x.shape[-1] // groups))
+    spatial = tuple(range(grouped.ndim - ndim - 1, grouped.ndim - 2))
+    mean, var = _moments(grouped, (*spatial, grouped.ndim - 1))
+    xhat = _standardize(grouped, mean, var, eps).reshape(x.shape)
+    return _scale_shift(xhat, params, -1).astype(x.dtype)
+
+
+@partial(jax.jit, static_argnames=("eps",))
+def _rms_norm(params: Params, x: Array, eps: float) -> Array:
+    xs = x.astype(_stat_dtype(x.dtype))
+    mean_square = jnp.mean(jnp.square(xs), axis=-1, keepdims=True)
+    return _scale_shift(xs * jax.lax.rsqrt(mean_square + eps), params, -1).astype(x.dtype)
+
+
 def _affine_params(size: int, use_scale: bool, use_bias: bool, dtype: DTypeLike) -> Params:
     params: Params = {}
     if use_scale:
@@ -109,8 +156,24 @@ def _affine_params(size: int, use_scale: bool, use_bias: bool, dtype: DTypeLike)
     return params
 
 
-def _checked_input(name: str, x: Array, axis: int, size: int) -> Array:
-    """`x` as an array, floating, with `size` entries along negative `axis`."""
+def _size(params: Params, x: Array) -> int:
+    """C from the params, or from `x` itself when the layer has no params."""
+    for leaf in ("scale", "bias"):
+        if leaf in params:
+            return int(params[leaf].shape[0])
+    return int(jnp.shape(x)[-1]) if jnp.ndim(x) else 0
+
+
+def _checked_input(name: str, x: Array, axis: int, params: Params,
+                   size: int | None = None) -> Array:
+    """`x` as an array, floating, with `size` entries along negative `axis`, as has every
+    leaf of `params` (`(size,)` each); `size` defaults to that of the params (or of `x`
+    for a layer without params)."""
+    size = _size(params, x) if size is None else size
+    for leaf, value in sorted(params.items()):
+        if jnp.shape(value) != (size,):
+            raise LayerError(name, f"params[{leaf!r}] must have shape ({size},), got "
+                             f"{jnp.shape(value)}")
     x = jnp.asarray(x)
     check_float_input(name, x)
     if x.ndim < -axis:
@@ -190,23 +253,16 @@ def BatchNorm(momentum: float = 0.99, eps: float = 1e-5, *, axis: int = -1,
         if not isinstance(state, Mapping) or set(state) != {"mean", "var"}:
             found = sorted(state) if isinstance(state, Mapping) else type(state).__name__
             raise LayerError(name, f"expected state with keys ['mean', 'var'], got {found}")
-        x = _checked_input(name, x, axis, state["mean"].shape[0])
-        axes = tuple(i for i in range(x.ndim) if i != x.ndim + axis)
-        if train:
-            count = math.prod(x.shape[i] for i in axes)
-            if count < 2:
-                raise LayerError(name, f"train=True needs a batch: got shape {x.shape}, "
-                                 f"{count} value per feature; batch statistics need at least "
-                                 "2 (pass examples with a leading batch axis of size >= 2)")
-            mean, var = _moments(x, axes)
-            new_state = _running(state, mean.reshape(-1), var.reshape(-1), mom)
-        else:
-            dt = _stat_dtype(x.dtype)
-            mean = _lift(state["mean"], x.ndim, axis).astype(dt)
-            var = _lift(state["var"], x.ndim, axis).astype(dt)
-            new_state = state
-        xhat = (x.astype(mean.dtype) - mean) * jax.lax.rsqrt(var + eps)
-        return _scale_shift(xhat, params, axis).astype(x.dtype), new_state
+        x = _checked_input(name, x, axis, params, state["mean"].shape[0])
+        if not train:
+            return _batch_norm_inference(params, state, x, axis, eps), state
+        count = x.size // x.shape[axis]
+        if count < 2:
+            raise LayerError(name, f"train=True needs a batch: got shape {x.shape}, {count} "
+                             "value per feature; batch statistics need at least 2 (pass "
+                             "examples with a leading batch axis of size >= 2)")
+        y, new_state = _batch_norm_training(params, state, x, axis, eps, mom)
+        return y, new_state
 
     config = {"momentum": mom, "eps": eps, "axis": axis, "use_scale": use_scale,
               "use_bias": use_bias}
@@ -258,22 +314,12 @@ def LayerNorm(eps: float = 1e-5, *, use_scale: bool = True, use_bias: bool = Tru
     param_dtype = _check_dtype(name, dtype)
 
     def normalize(params: Params, x: Array) -> Array:
-        x = _checked_input(name, x, -1, _size(params, x))
-        mean, var = _moments(x, (x.ndim - 1,))
-        xhat = (x.astype(mean.dtype) - mean) * jax.lax.rsqrt(var + eps)
-        return _scale_shift(xhat, params, -1).astype(x.dtype)
+        y: Array = _group_norm(params, _checked_input(name, x, -1, params), 1, 1, eps)
+        return y
 
     return _stateless(name, lambda shape: shape[-1], _affine_keys(use_scale, use_bias),
                       normalize, lambda c: _affine_params(c, use_scale, use_bias, param_dtype),
                       {"eps": eps, "use_scale": use_scale, "use_bias": use_bias})
-
-
-def _size(params: Params, x: Array) -> int:
-    """C from the params, or from `x` itself when the layer has no params."""
-    for leaf in ("scale", "bias"):
-        if leaf in params:
-            return int(params[leaf].shape[0])
-    return int(jnp.shape(x)[-1]) if jnp.ndim(x) else 0
 
 
 def GroupNorm(groups: int, eps: float = 1e-5, *, ndim: int = 3, use_scale: bool = True,
@@ -307,16 +353,13 @@ def GroupNorm(groups: int, eps: float = 1e-5, *, ndim: int = 3, use_scale: bool 
         return shape[-1]
 
     def normalize(params: Params, x: Array) -> Array:
-        x = _checked_input(name, x, -1, _size(params, x))
+        x = _checked_input(name, x, -1, params)
         if x.ndim < ndim:
             raise LayerError(name, f"expected examples of {ndim} axes (ndim={ndim}), got "
                              f"shape {x.shape}")
         check_divisible(x.shape[-1])
-        grouped = x.reshape((*x.shape[:-1], groups, x.shape[-1] // groups))
-        spatial = tuple(range(grouped.ndim - ndim - 1, grouped.ndim - 2))
-        mean, var = _moments(grouped, (*spatial, grouped.ndim - 1))
-        xhat = (grouped.astype(mean.dtype) - mean) * jax.lax.rsqrt(var + eps)
-        return _scale_shift(xhat.reshape(x.shape), params, -1).astype(x.dtype)
+        y: Array = _group_norm(params, x, groups, ndim, eps)
+        return y
 
     return _stateless(name, size_of, _affine_keys(use_scale, use_bias), normalize,
                       lambda c: _affine_params(c, use_scale, use_bias, param_dtype),
@@ -335,10 +378,8 @@ def RMSNorm(eps: float = 1e-6, *, use_scale: bool = True,
     param_dtype = _check_dtype(name, dtype)
 
     def normalize(params: Params, x: Array) -> Array:
-        x = _checked_input(name, x, -1, _size(params, x))
-        xs = x.astype(_stat_dtype(x.dtype))
-        mean_square = jnp.mean(jnp.square(xs), axis=-1, keepdims=True)
-        return _scale_shift(xs * jax.lax.rsqrt(mean_square + eps), params, -1).astype(x.dtype)
+        y: Array = _rms_norm(params, _checked_input(name, x, -1, params), eps)
+        return y
 
     return _stateless(name, lambda shape: shape[-1], _affine_keys(use_scale, False), normalize,
                       lambda c: _affine_params(c, use_scale, False, param_dtype),
