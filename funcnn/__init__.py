@@ -6,8 +6,8 @@ of arrays; see the guide in docs/ for the path from one neuron to a trained clas
 The packages: `funcnn.nn` (layers), `funcnn.training` (step, fit, evaluate, ensembles),
 `funcnn.optim` (optimizers), `funcnn.data` and `funcnn.datasets` (arrays in, arrays out),
 the array math (`activations`, `initializers`, `losses`, `metrics`), `checkpoint`,
-`parallel`, and the `funcnn` command in `funcnn.cli`. Every public name of `funcnn.nn` and
-`funcnn.training` is also a name here.
+`parallel`, `precision` (mixed-precision policies), and the `funcnn` command in
+`funcnn.cli`. Every public name of `funcnn.nn` and `funcnn.training` is also a name here.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from funcnn import (
     nn,
     optim,
     parallel,
+    precision,
     training,
 )
 from funcnn.checkpoint import (
@@ -38,6 +39,7 @@ from funcnn.checkpoint import (
 from funcnn.compile_cache import enable_compilation_cache
 from funcnn.gradcheck import GradientCheck, check_gradients
 from funcnn.nn import *  # noqa: F403  (the layer API: one line per new layer module there)
+from funcnn.precision import Policy
 from funcnn.training import *  # noqa: F403
 from funcnn.tree import count_params, tree_stack, tree_unstack
 
@@ -48,6 +50,7 @@ _moved.install()
 __all__ = [
     "CheckpointError",
     "GradientCheck",
+    "Policy",
     "__version__",
     "activations",
     "check_gradients",
@@ -62,6 +65,7 @@ __all__ = [
     "nn",
     "optim",
     "parallel",
+    "precision",
     "read_arrays",
     "read_metadata",
     "save_checkpoint",

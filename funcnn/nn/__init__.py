@@ -30,6 +30,7 @@ from funcnn.nn.layer import (
     parameter_free,
     parameter_free_init,
 )
+from funcnn.nn.precision import mixed_precision, policy_of, without_output_softmax
 from funcnn.nn.reshape import Flatten
 from funcnn.nn.summary import SummaryRow, summary, summary_rows, summary_table
 
@@ -54,13 +55,16 @@ __all__ = [
     "check_input_shape",
     "init_shapes",
     "is_last_axis_softmax",
+    "mixed_precision",
     "named",
     "no_penalty",
     "output_shape",
     "parameter_free",
     "parameter_free_init",
+    "policy_of",
     "serial",
     "summary",
     "summary_rows",
     "summary_table",
+    "without_output_softmax",
 ]

@@ -23,6 +23,13 @@ from funcnn.optim.hyperparams import (
     learning_rate,
     replace_hyperparams,
 )
+from funcnn.optim.loss_scale import (
+    LossScaleState,
+    dynamic_loss_scale,
+    loss_scale,
+    skipped_steps,
+    static_loss_scale,
+)
 from funcnn.optim.optimizers import (
     AdaGradState,
     AdamState,
@@ -62,6 +69,7 @@ __all__ = [
     "EmptyState",
     "GradientTransformation",
     "LearningRate",
+    "LossScaleState",
     "Mask",
     "MaskedNode",
     "MaskedState",
@@ -80,6 +88,7 @@ __all__ = [
     "clip_by_global_norm",
     "constant",
     "cosine_decay",
+    "dynamic_loss_scale",
     "exponential_decay",
     "freeze",
     "get_hyperparams",
@@ -88,10 +97,13 @@ __all__ = [
     "inverse_time_decay",
     "learning_rate",
     "linear_warmup",
+    "loss_scale",
     "masked",
     "piecewise_constant",
     "replace_hyperparams",
     "rmsprop",
     "scale",
     "sgd",
+    "skipped_steps",
+    "static_loss_scale",
 ]

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from funcnn.typing import Params
 
 HISTORY_KEYS = ("loss", "data_loss", "reg_loss", "accuracy", "learning_rate", "val_loss",
-                "val_accuracy")
+                "val_accuracy", "skipped_steps", "loss_scale")
 
 
 @dataclass
@@ -25,7 +25,10 @@ class History:
     book's chapters 14-18 printout; the book's chapter 19 summary instead adds the penalty
     after the epoch's last update). Accuracy is measured in training mode (dropout on),
     validation figures in inference mode, data loss only. `learning_rate` is the rate the
-    next update uses. Lists without a value (no metric, no validation data) stay empty."""
+    next update uses. With loss scaling (`funcnn.optim.dynamic_loss_scale`),
+    `skipped_steps` counts the epoch's steps skipped for non-finite gradients and
+    `loss_scale` is the scale the next step uses. Lists without a value (no metric, no
+    validation data, no loss scaling) stay empty."""
 
     epoch: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
@@ -35,6 +38,8 @@ class History:
     learning_rate: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
+    skipped_steps: list[float] = field(default_factory=list)
+    loss_scale: list[float] = field(default_factory=list)
 
     def append(self, epoch: int, logs: Mapping[str, float]) -> None:
         """Record one epoch's figures (keys from `HISTORY_KEYS`; missing ones are skipped)."""

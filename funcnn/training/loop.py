@@ -9,6 +9,7 @@ import numpy as np
 
 from funcnn import parallel
 from funcnn.optim.hyperparams import learning_rate
+from funcnn.optim.loss_scale import loss_scale, skipped_steps
 from funcnn.training.batching import batch_plan, figure_dtype
 from funcnn.training.config import TrainConfig, replicated, split_rows
 from funcnn.training.inference import evaluate_arrays
@@ -26,6 +27,15 @@ def current_learning_rate(opt_state: PyTree) -> Array:
     except ValueError:
         rate = jnp.nan
     return jnp.asarray(rate, jnp.float32)
+
+
+def _loss_scale_logs(before: PyTree, after: PyTree) -> dict[str, Array]:
+    """With loss scaling: the epoch's skipped steps and the next step's scale; else none."""
+    scale, skipped = loss_scale(after), skipped_steps(after)
+    previous = skipped_steps(before)
+    if scale is None or skipped is None or previous is None:
+        return {}
+    return {"skipped_steps": (skipped - previous).astype(jnp.float32), "loss_scale": scale}
 
 
 def _train_epoch(cfg: TrainConfig, carry: tuple[Params, State, PyTree], x: Array, y: Array,
@@ -121,6 +131,7 @@ def run_epochs(cfg: TrainConfig, params: Params, state: State, opt_state: PyTree
                 "ran": run}
         if cfg.metric is not None:
             logs["accuracy"] = metric_sum / n
+        logs.update(_loss_scale_logs(opt_state, kept[2]))
         if x_val is not None and y_val is not None:
             val = evaluate_arrays(cfg.net, kept[0], kept[1], cfg.loss, cfg.metric, x_val, y_val,
                                   cfg.val_batch_size, batch_sharding=val_sharding)

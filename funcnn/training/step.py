@@ -12,10 +12,10 @@ import jax.numpy as jnp
 
 from funcnn import activations
 from funcnn.losses import categorical_crossentropy, softmax_categorical_crossentropy
-from funcnn.nn.activation import is_last_axis_softmax
-from funcnn.nn.combinators import serial
 from funcnn.nn.layer import Layer
+from funcnn.nn.precision import without_output_softmax
 from funcnn.optim.base import GradientTransformation, apply_updates
+from funcnn.optim.loss_scale import loss_scale
 from funcnn.training.batching import check_batch_rows, checked_per_example, figure_dtype
 from funcnn.training.checks import check_optimizer, is_optimizer
 from funcnn.typing import Array, LossFn, MetricFn, Params, PRNGKey, PyTree, State
@@ -33,14 +33,14 @@ class StepMetrics(NamedTuple):
 
 
 def softmax_output_body(net: Layer, loss: LossFn) -> Layer | None:
-    """For `serial(..., Softmax())` trained with `categorical_crossentropy`, the network
-    without its final softmax, so that the step can use the book's combined softmax +
-    cross-entropy backward (chapter 9; the book's `Model` picks it the same way): the same
-    loss values, a gradient `p - y` of one fusion. None for any other network or loss."""
-    if (loss is not categorical_crossentropy or net.name != "serial" or not net.children
-            or not is_last_axis_softmax(net.children[-1])):
+    """For `serial(..., Softmax())` (or a `mixed_precision` wrapper of one) trained with
+    `categorical_crossentropy`, the network without its final softmax, so that the step can
+    use the book's combined softmax + cross-entropy backward (chapter 9; the book's `Model`
+    picks it the same way): the same loss values, a gradient `p - y` of one fusion. None
+    for any other network or loss."""
+    if loss is not categorical_crossentropy:
         return None
-    return serial(*net.children[:-1])
+    return without_output_softmax(net)
 
 
 def _book_softmax_cce(logits: Array, labels: Array) -> Array:
@@ -68,6 +68,7 @@ def batch_update(net: Layer, loss: LossFn, optimizer: GradientTransformation,
 
     body = softmax_output_body(net, loss)
     acc = figure_dtype(params)
+    scale = loss_scale(opt_state)  # None: no loss scaling
 
     def objective(p: Params) -> tuple[Array, tuple[BatchFigures, State]]:
         if body is None:
@@ -89,6 +90,8 @@ def batch_update(net: Layer, loss: LossFn, optimizer: GradientTransformation,
             metric_sum = jnp.sum(w * per_metric)
         reg_loss = net.penalty(p)
         total = data_sum / count_or_one + reg_loss
+        if scale is not None:  # differentiate scale * loss (see funcnn.optim.loss_scale)
+            total = total * scale.astype(total.dtype)
         figures = BatchFigures(data_sum.astype(acc), metric_sum.astype(acc), reg_loss.astype(acc))
         return total, (figures, new_state)
 
