@@ -126,12 +126,42 @@ def conv_slices(x: Array, w: Array, strides: Sequence[int], padding: Pads,
     return y.reshape((*lead, cout))
 
 
+def _conv(x: Array, w: Array, strides: tuple[int, ...], padding: Pads,
+          dilation: tuple[int, ...], groups: int, lowering: str) -> Array:
+    if lowering == "lax":
+        return conv_lax(x, w, strides, padding, dilation, groups)
+    return conv_slices(x, w, strides, padding, dilation, groups)
+
+
+def _conv_transpose(x: Array, w: Array, strides: tuple[int, ...], mode: str,
+                    lowering: str) -> Array:
+    n = w.ndim - 2
+    kernel = w.shape[:n]
+    pads = tuple(transpose_padding(size, k, s, mode)[1]
+                 for size, k, s in zip(x.shape[1:-1], kernel, strides, strict=True))
+    flipped = jnp.flip(w, axis=tuple(range(n)))
+    ones = (1,) * n
+    if lowering == "lax":
+        return lax.conv_general_dilated(x, flipped, ones, pads, lhs_dilation=strides,
+                                        dimension_numbers=_DIMENSION_NUMBERS[n])
+    dilated = lax.pad(x, jnp.zeros((), x.dtype),
+                      ((0, 0, 0), *((lo, hi, s - 1) for (lo, hi), s in
+                                    zip(pads, strides, strict=True)), (0, 0, 0)))
+    return conv_slices(dilated, flipped, ones, ((0, 0),) * n, ones, 1)
+
+
+# One compiled program per configuration, so that an eager call does not compile each of
+# the slices on its own; inside an outer jit it is inlined.
+_conv_jit = jax.jit(_conv, static_argnums=(2, 3, 4, 5, 6))
+_conv_transpose_jit = jax.jit(_conv_transpose, static_argnums=(2, 3, 4))
+
+
 def conv(x: Array, w: Array, strides: Sequence[int], padding: Pads, dilation: Sequence[int],
          groups: int, lowering: Lowering = "auto") -> Array:
     """Channels-last grouped, dilated, strided convolution by the chosen lowering."""
-    if resolve_lowering(lowering) == "lax":
-        return conv_lax(x, w, strides, padding, dilation, groups)
-    return conv_slices(x, w, strides, padding, dilation, groups)
+    y: Array = _conv_jit(x, w, tuple(strides), tuple(map(tuple, padding)), tuple(dilation),
+                         groups, resolve_lowering(lowering))
+    return y
 
 
 def conv_transpose(x: Array, w: Array, strides: Sequence[int], mode: str,
@@ -139,16 +169,5 @@ def conv_transpose(x: Array, w: Array, strides: Sequence[int], mode: str,
     """Transposed convolution `(B, *S, C) -> (B, *S'', O)` with `w: (*K, C, O)`: the
     input gradient of the stride-`s` conv with kernel `swapaxes(w, -1, -2)`, computed as
     the `s`-dilated input padded by `transpose_padding`, correlated with `flip(w)`."""
-    n = w.ndim - 2
-    kernel = w.shape[:n]
-    pads = tuple(transpose_padding(size, k, s, mode)[1]
-                 for size, k, s in zip(x.shape[1:-1], kernel, strides, strict=True))
-    flipped = jnp.flip(w, axis=tuple(range(n)))
-    ones = (1,) * n
-    if resolve_lowering(lowering) == "lax":
-        return lax.conv_general_dilated(x, flipped, ones, pads, lhs_dilation=tuple(strides),
-                                        dimension_numbers=_DIMENSION_NUMBERS[n])
-    dilated = lax.pad(x, jnp.zeros((), x.dtype),
-                      ((0, 0, 0), *((lo, hi, s - 1) for (lo, hi), s in
-                                    zip(pads, strides, strict=True)), (0, 0, 0)))
-    return conv_slices(dilated, flipped, ones, ((0, 0),) * n, ones, 1)
+    y: Array = _conv_transpose_jit(x, w, tuple(strides), mode, resolve_lowering(lowering))
+    return y
