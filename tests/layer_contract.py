@@ -6,12 +6,14 @@ floating inputs are cast to the dtype under test; float64 runs with x64 on. Chec
 declared output shape equals the actual one (batched and single example), the output has
 the dtype under test, jit equals eager, vmap over examples equals the batched call,
 `eval_shape` of init and apply, no retrace, and in float64 gradients against finite
-differences (`check_gradients`, 1e-4).
+differences (`check_gradients`, 1e-4). Only `check_jit_equals_eager` runs the layer
+eagerly (op by op, each op compiled on its own); the other checks call it jitted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -29,6 +31,13 @@ BATCH = 5
 
 # jit/eager and vmap/batch agreement per dtype: one op's rounding, a little amplified
 TOLERANCE = {"float32": 1e-5, "float64": 1e-12, "bfloat16": 3e-2}
+
+
+@functools.partial(jax.jit, static_argnames=("train",))
+def jit_apply(layer: Layer, params: Any, state: Any, x: jax.Array, key: jax.Array | None = None,
+              train: bool = False) -> tuple[jax.Array, Any]:
+    """`layer.apply(params, state, x, key=key, train=train)`, compiled (a layer is static)."""
+    return layer.apply(params, state, x, key=key, train=train)
 
 
 def normal_input(key: jax.Array, shape: tuple[int, ...], dtype: str) -> jax.Array:
@@ -72,10 +81,17 @@ class Built(NamedTuple):
     x: jax.Array
 
 
-def setup(case: ContractCase, dtype: str) -> Built:
-    """Build `case` once for all checks (a network's init traces its children)."""
+@functools.cache
+def _build(case: ContractCase, x64: bool) -> tuple[Layer, Any, Any]:
+    """`case`'s layer and its init, made once per x64 mode (a network's init compiles)."""
     layer = case.factory()
     params, state = layer.init(KEY, case.shape)
+    return layer, params, state
+
+
+def setup(case: ContractCase, dtype: str) -> Built:
+    """Build `case` once for all checks (float32 and bfloat16 share one build)."""
+    layer, params, state = _build(case, bool(jax.config.read("jax_enable_x64")))
     x = case.make_input(jax.random.key(1), (BATCH, *case.shape), dtype)
     return Built(layer, cast_floats(params, dtype), state, x)
 
@@ -90,24 +106,24 @@ def close(actual: Any, expected: Any, dtype: str) -> None:
 def check_declared_shape_and_dtype(case: ContractCase, dtype: str, built: Built) -> None:
     layer, params, state, x = built
     declared = output_shape(layer, params, state, case.shape)
-    y, _ = layer.apply(params, state, x)
+    y, _ = jit_apply(layer, params, state, x)
     assert y.shape == (BATCH, *declared), (y.shape, declared)
     assert y.dtype == jnp.dtype(dtype), f"{case.id}: output {y.dtype} for {dtype}"
-    single, _ = layer.apply(params, state, x[0])
+    single, _ = jit_apply(layer, params, state, x[0])
     assert single.shape == declared
 
 
 def check_jit_equals_eager(case: ContractCase, dtype: str, built: Built) -> None:
     layer, params, state, x = built
     eager = layer.apply(params, state, x)
-    jitted = jax.jit(layer.apply)(params, state, x)
+    jitted = jit_apply(layer, params, state, x)
     close(jitted, eager, dtype)
 
 
 def check_vmap_equals_batch(case: ContractCase, dtype: str, built: Built) -> None:
     layer, params, state, x = built
-    batched, _ = layer.apply(params, state, x)
-    mapped = jax.vmap(lambda xi: layer.apply(params, state, xi)[0])(x)
+    batched, _ = jit_apply(layer, params, state, x)
+    mapped = jax.jit(jax.vmap(lambda xi: layer.apply(params, state, xi)[0]))(x)
     close(mapped, batched, dtype)
 
 
@@ -142,9 +158,10 @@ def check_no_retrace(case: ContractCase, dtype: str, built: Built) -> None:
 
 
 def check_gradients(case: ContractCase, dtype: str, built: Built) -> None:
-    """Finite, of the params' dtype; in float64 equal to finite differences (1e-4)."""
+    """Finite, of the params' dtype; in float64 equal to finite differences (1e-4), for the
+    params and the float inputs together (one compiled check)."""
     layer, params, state, x = built
-    weights = jax.random.normal(jax.random.key(2), layer.apply(params, state, x)[0].shape)
+    weights = jax.random.normal(jax.random.key(2), jit_apply(layer, params, state, x)[0].shape)
     weights = weights.astype(dtype)
 
     def objective(p: Any, v: jax.Array) -> jax.Array:
@@ -152,14 +169,14 @@ def check_gradients(case: ContractCase, dtype: str, built: Built) -> None:
         return jnp.sum(weights * y) + layer.penalty(p)
 
     argnums = (0, 1) if case.float_input else (0,)
-    grads = jax.grad(objective, argnums=argnums)(params, x)
+    grads = jax.jit(jax.grad(objective, argnums=argnums))(params, x)
     chex.assert_tree_all_finite(grads)
     chex.assert_trees_all_equal_dtypes(grads[0], params)
     if dtype != "float64":
         return
     if case.float_input:
-        fn.check_gradients(lambda v: objective(params, v), x).assert_close(1e-4)
-    if jax.tree.leaves(params):
+        fn.check_gradients(lambda pv: objective(*pv), (params, x)).assert_close(1e-4)
+    elif jax.tree.leaves(params):
         fn.check_gradients(lambda p: objective(p, x), params).assert_close(1e-4)
 
 
@@ -167,9 +184,9 @@ def check_state_threading(case: ContractCase, dtype: str, built: Built) -> None:
     """Inference leaves the state as it was; training changes it for stateful layers and
     returns a state of the same structure, shapes and dtypes."""
     layer, params, state, x = built
-    _, after_inference = layer.apply(params, state, x, train=False)
+    _, after_inference = jit_apply(layer, params, state, x, train=False)
     chex.assert_trees_all_equal(after_inference, state)
-    _, after_training = layer.apply(params, state, x, key=jax.random.key(3), train=True)
+    _, after_training = jit_apply(layer, params, state, x, key=jax.random.key(3), train=True)
     chex.assert_trees_all_equal_shapes_and_dtypes(after_training, state)
     changed = any(not np.array_equal(a, b) for a, b in
                   zip(jax.tree.leaves(after_training), jax.tree.leaves(state), strict=True))

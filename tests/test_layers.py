@@ -1,133 +1,55 @@
-"""The layer contract (DESIGN.md) for every layer, plus each layer's own semantics."""
+"""The layer contract (DESIGN.md) for every layer in float32, float64 and bfloat16
+(tests/layer_contract.py), plus each layer's own semantics."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from layer_contract import DTYPES, ContractCase, run_contract
 
 import funcnn as fn
-from funcnn.nn import Layer, output_shape
 
 KEY = jax.random.key(0)
-BATCH = 5
 
-# (id, layer factory, per-example input shape)
-CASES: list[tuple[str, Callable[[], Layer], tuple[int, ...]]] = [
-    ("dense", lambda: fn.Dense(4), (3,)),
-    ("dense_no_bias", lambda: fn.Dense(4, use_bias=False), (3,)),
+CASES = [
+    ContractCase("dense", lambda: fn.Dense(4), (3,)),
+    ContractCase("dense_no_bias", lambda: fn.Dense(4, use_bias=False), (3,)),
     # nonzero biases: the L1 penalty |b| has a kink at the book's zero init
-    ("dense_regularized", lambda: fn.Dense(4, w_l1=1e-3, w_l2=5e-4, b_l1=1e-3, b_l2=5e-4,
-                                           b_init=fn.initializers.constant(0.1)), (3,)),
-    ("dense_glorot", lambda: fn.Dense(4, w_init=fn.initializers.glorot_uniform(),
-                                      b_init=fn.initializers.constant(0.1)), (3,)),
-    ("dropout_inference", lambda: fn.Dropout(0.3), (6,)),
-    ("relu", fn.ReLU, (6,)),
-    ("leaky_relu", lambda: fn.LeakyReLU(0.1), (6,)),
-    ("sigmoid", fn.Sigmoid, (6,)),
-    ("tanh", fn.Tanh, (6,)),
-    ("linear", fn.Linear, (6,)),
-    ("step", fn.Step, (6,)),
-    ("softmax", fn.Softmax, (6,)),
-    ("log_softmax", fn.LogSoftmax, (6,)),
-    ("flatten", fn.Flatten, (3, 4)),
-    ("serial", lambda: fn.serial(fn.Flatten(), fn.Dense(8, b_init=fn.initializers.constant(0.1)),
-                                 fn.Tanh(), fn.Dropout(0.5), fn.Dense(3), fn.Softmax()), (2, 3)),
-    ("nested_serial", lambda: fn.serial(fn.serial(fn.Dense(5), fn.Sigmoid()), fn.Dense(2)), (3,)),
+    ContractCase("dense_regularized", lambda: fn.Dense(
+        4, w_l1=1e-3, w_l2=5e-4, b_l1=1e-3, b_l2=5e-4, b_init=fn.initializers.constant(0.1)),
+        (3,)),
+    ContractCase("dense_glorot", lambda: fn.Dense(4, w_init=fn.initializers.glorot_uniform(),
+                                                  b_init=fn.initializers.constant(0.1)), (3,)),
+    ContractCase("dropout_inference", lambda: fn.Dropout(0.3), (6,)),
+    ContractCase("relu", fn.ReLU, (6,)),
+    ContractCase("leaky_relu", lambda: fn.LeakyReLU(0.1), (6,)),
+    ContractCase("sigmoid", fn.Sigmoid, (6,)),
+    ContractCase("tanh", fn.Tanh, (6,)),
+    ContractCase("linear", fn.Linear, (6,)),
+    ContractCase("step", fn.Step, (6,)),
+    ContractCase("softmax", fn.Softmax, (6,)),
+    ContractCase("log_softmax", fn.LogSoftmax, (6,)),
+    ContractCase("flatten", fn.Flatten, (3, 4)),
+    ContractCase("serial", lambda: fn.serial(
+        fn.Flatten(), fn.Dense(8, b_init=fn.initializers.constant(0.1)), fn.Tanh(),
+        fn.Dropout(0.5), fn.Dense(3), fn.Softmax()), (2, 3)),
+    ContractCase("nested_serial", lambda: fn.serial(fn.serial(fn.Dense(5), fn.Sigmoid()),
+                                                    fn.Dense(2)), (3,)),
 ]
-IDS = [c[0] for c in CASES]
+CASE_DTYPES = list(itertools.product(CASES, DTYPES))
 
 
-def _setup(factory: Callable[[], Layer], shape: tuple[int, ...]):  # type: ignore[no-untyped-def]
-    layer = factory()
-    params, state = layer.init(KEY, shape)
-    x = jax.random.normal(jax.random.key(1), (BATCH, *shape))
-    return layer, params, state, x
-
-
-@pytest.mark.parametrize(("name", "factory", "shape"), CASES, ids=IDS)
-def test_declared_output_shape_matches_actual(name: str, factory: Callable[[], Layer],
-                                              shape: tuple[int, ...]) -> None:
-    layer, params, state, x = _setup(factory, shape)
-    declared = output_shape(layer, params, state, shape)
-    y, _ = layer.apply(params, state, x)
-    assert y.shape == (BATCH, *declared)
-    single, _ = layer.apply(params, state, x[0])
-    assert single.shape == declared
-
-
-@pytest.mark.parametrize(("name", "factory", "shape"), CASES, ids=IDS)
-def test_jit_equals_eager(name: str, factory: Callable[[], Layer], shape: tuple[int, ...]) -> None:
-    layer, params, state, x = _setup(factory, shape)
-    eager, _ = layer.apply(params, state, x)
-    jitted, _ = jax.jit(layer.apply)(params, state, x)
-    np.testing.assert_allclose(jitted, eager, rtol=1e-6, atol=1e-6)
-
-
-@pytest.mark.parametrize(("name", "factory", "shape"), CASES, ids=IDS)
-def test_vmap_over_examples_equals_batch(name: str, factory: Callable[[], Layer],
-                                         shape: tuple[int, ...]) -> None:
-    layer, params, state, x = _setup(factory, shape)
-    batched, _ = layer.apply(params, state, x)
-    mapped = jax.vmap(lambda xi: layer.apply(params, state, xi)[0])(x)
-    np.testing.assert_allclose(mapped, batched, rtol=1e-6, atol=1e-6)
-
-
-@pytest.mark.parametrize(("name", "factory", "shape"), CASES, ids=IDS)
-def test_eval_shape_init_and_apply(name: str, factory: Callable[[], Layer],
-                                   shape: tuple[int, ...]) -> None:
-    layer = factory()
-    p_shapes, _ = jax.eval_shape(lambda k: layer.init(k, shape), KEY)
-    params, state = layer.init(KEY, shape)
-    chex.assert_trees_all_equal_shapes_and_dtypes(p_shapes, params)
-    out = jax.eval_shape(lambda p, v: layer.apply(p, state, v)[0], p_shapes,
-                         jax.ShapeDtypeStruct((BATCH, *shape), jnp.float32))
-    assert out.shape == (BATCH, *output_shape(layer, params, state, shape))
-
-
-@pytest.mark.parametrize(("name", "factory", "shape"), CASES, ids=IDS)
-def test_gradients_finite_and_match_finite_differences(
-    name: str, factory: Callable[[], Layer], shape: tuple[int, ...]
-) -> None:
-    with jax.enable_x64(True):
-        layer = factory()
-        params, state = layer.init(KEY, shape)
-        params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
-        x = jax.random.normal(jax.random.key(1), (BATCH, *shape), jnp.float64)
-        weights = jax.random.normal(jax.random.key(2), layer.apply(params, state, x)[0].shape,
-                                    jnp.float64)
-
-        def objective(p, v):  # type: ignore[no-untyped-def]
-            y, _ = layer.apply(p, state, v)
-            return jnp.sum(weights * y) + layer.penalty(p)
-
-        grads = jax.grad(objective, argnums=(0, 1))(params, x)
-        chex.assert_tree_all_finite(grads)
-        fn.check_gradients(lambda v: objective(params, v), x).assert_close(1e-4)
-        if params:
-            fn.check_gradients(lambda p: objective(p, x), params).assert_close(1e-4)
-
-
-@pytest.mark.parametrize(("name", "factory", "shape"), CASES, ids=IDS)
-def test_no_retrace_on_repeated_calls(name: str, factory: Callable[[], Layer],
-                                      shape: tuple[int, ...]) -> None:
-    layer, params, state, x = _setup(factory, shape)
-    chex.clear_trace_counter()
-
-    @jax.jit
-    @chex.assert_max_traces(n=1)
-    def forward(p, s, v):  # type: ignore[no-untyped-def]
-        return layer.apply(p, s, v)[0]
-
-    first = forward(params, state, x)
-    second = forward(params, state, x + 1.0)
-    third = forward(params, state, x)
-    np.testing.assert_array_equal(first, third)
-    assert second.shape == first.shape
+@pytest.mark.parametrize(("case", "dtype"), CASE_DTYPES,
+                         ids=[f"{case.id}-{dtype}" for case, dtype in CASE_DTYPES])
+def test_layer_contract(case: ContractCase, dtype: str) -> None:
+    """Declared shape and dtype, jit == eager, vmap == batch, eval_shape, no retrace,
+    gradients (finite differences in float64), state threading."""
+    run_contract(case, dtype)
 
 
 def test_dense_is_book_formula_and_book_init() -> None:
