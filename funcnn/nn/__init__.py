@@ -30,21 +30,26 @@ from funcnn.nn.layer import (
     parameter_free,
     parameter_free_init,
 )
+from funcnn.nn.normalization import BatchNorm, GroupNorm, LayerNorm, RMSNorm
 from funcnn.nn.precision import mixed_precision, policy_of, without_output_softmax
 from funcnn.nn.reshape import Flatten
 from funcnn.nn.summary import SummaryRow, summary, summary_rows, summary_table
 
 __all__ = [
     "Activation",
+    "BatchNorm",
     "Dense",
     "Dropout",
     "Flatten",
+    "GroupNorm",
     "Layer",
     "LayerError",
+    "LayerNorm",
     "LayerTypeError",
     "LeakyReLU",
     "Linear",
     "LogSoftmax",
+    "RMSNorm",
     "ReLU",
     "Sigmoid",
     "Softmax",
