@@ -29,8 +29,8 @@ def positive_int(layer: str, label: str, value: object) -> int:
 
 def int_tuple(layer: str, label: str, value: object, n: int) -> tuple[int, ...]:
     """A positive int or a tuple of `n` positive ints, as an `n`-tuple."""
-    if _is_int(value):
-        return (positive_int(layer, label, value),) * n
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return (value,) * n
     if (isinstance(value, tuple | list) and len(value) == n
             and all(_is_int(v) and v > 0 for v in value)):
         return tuple(int(v) for v in value)
