@@ -33,6 +33,7 @@ from workloads import WORKLOADS, Problem, make_problem, scaled
 
 PEERS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "funcnn": ("run_funcnn", "FuncnnRunner", {}),
+    "funcnn-bf16": ("run_funcnn", "FuncnnRunner", {"policy": "mixed_bfloat16"}),
     "jax-fused": ("run_jax", "JaxFusedRunner", {}),
     "jax-loop": ("run_jax", "JaxLoopRunner", {}),
     "numpy": ("run_numpy", "NumpyRunner", {}),
@@ -171,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _display_name(peer: str) -> str:
-    return {"funcnn": "funcnn fit", "jax-fused": "jax fused scan", "jax-loop": "jax step loop",
+    return {"funcnn": "funcnn fit", "funcnn-bf16": "funcnn fit, mixed_bfloat16",
+            "jax-fused": "jax fused scan", "jax-loop": "jax step loop",
             "numpy": "numpy (book)", "torch": "pytorch", "flax": "flax linen",
             "equinox": "equinox", "keras": "keras 3 (jax)"}[peer]
 

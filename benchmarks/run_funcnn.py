@@ -43,8 +43,11 @@ class FuncnnRunner:
 
     name = "funcnn fit"
 
-    def __init__(self, unroll: int | None = None) -> None:
+    def __init__(self, unroll: int | None = None, policy: str | None = None) -> None:
         self.unroll = unroll
+        self.policy = policy  # e.g. "mixed_bfloat16": funcnn.nn.mixed_precision(net, policy)
+        if policy is not None:
+            self.name = f"funcnn fit, {policy}"
 
     def setup(self, problem: Problem) -> None:
         from funcnn.losses import categorical_crossentropy
@@ -55,6 +58,10 @@ class FuncnnRunner:
         self.problem = problem
         wl = problem.workload
         self.net = build_net(problem)
+        if self.policy is not None:
+            from funcnn.nn import mixed_precision
+
+            self.net = mixed_precision(self.net, self.policy)
         self.key = jax.random.key(problem.seed)  # the shuffles of problem.orders
         params, self.state = self.net.init(self.key, (wl.sizes[0],))
         self.init_params = load_weights(params, problem.init)

@@ -83,3 +83,13 @@ def test_bad_flags_are_refused_with_a_message_naming_them() -> None:
     done = run_script("ch10_optimizers.py", "--quick", "--only", "adam,nadam")
     assert done.returncode != 0
     assert "unknown optimizer(s) ['nadam']" in done.stderr
+
+
+def test_float16_example_shows_the_flush_to_zero_and_the_scaled_run() -> None:
+    done = run_script("float16_loss_scaling.py", "--epochs", "40")
+    assert done.returncode == 0, done.stderr
+    shares = [float(s) for s in re.findall(r"float16, loss x \d+: ([\d.]+)%", done.stdout)]
+    assert len(shares) == 2 and shares[0] > 90.0 and shares[1] < 1.0, done.stdout
+    runs = re.findall(r"^  (.+?) +loss after \d+ epochs [\d.]+, final ([\d.]+), acc ([\d.]+), "
+                      r"skipped steps (\d+)$", done.stdout, re.M)
+    assert [r[0] for r in runs] == ["float32", "float16", "float16 + dynamic loss scale"]
