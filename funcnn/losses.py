@@ -3,16 +3,23 @@
 Every loss maps `(predictions (..., K), targets) -> per-example losses (...)`: the
 last axis holds a sample's outputs. The data loss of a batch is `mean(loss(p, y))`.
 A NaN anywhere in an example's predictions (or targets) makes its loss NaN.
+
+Dtypes: every loss (and `mean`) computes and returns `promote(predictions.dtype,
+float32)`: float32 for bfloat16 or float16 predictions (their 8 or 11 bits can hold
+neither a sum over a batch nor the log of a small probability), float32 and float64
+unchanged. Targets are cast to it; gradients come back in the predictions' dtype.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from funcnn import activations
-from funcnn.typing import Array, ArrayLike
+from funcnn.typing import Array, ArrayLike, DTypeLike
 
 CLIP = 1e-7
 """The book's clipping: predictions are clipped to `[1e-7, 1 - 1e-7]` before the log."""
@@ -36,13 +43,20 @@ def _clipped_log_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Arr
     return jnp.log(clipped), dp / clipped
 
 
+def _compute_dtype(dtype: DTypeLike) -> np.dtype[Any]:
+    """The dtype a loss or metric of `dtype` predictions computes in and returns:
+    `promote(dtype, float32)` (bfloat16 and float16 -> float32; float32, float64 kept)."""
+    return np.dtype(jnp.promote_types(dtype, jnp.float32))
+
+
 def _as_float_predictions(name: str, predictions: ArrayLike) -> Array:
+    """Floating predictions with an output axis, cast to their `_compute_dtype`."""
     pred = jnp.asarray(predictions)
     if not jnp.issubdtype(pred.dtype, jnp.floating):
         raise TypeError(f"{name}: predictions must be floating-point, got {pred.dtype}")
     if pred.ndim < 1:
         raise ValueError(f"{name}: predictions need an output axis, got a scalar")
-    return pred
+    return pred.astype(_compute_dtype(pred.dtype))
 
 
 def is_concrete(x: Array) -> bool:
@@ -53,7 +67,8 @@ def is_concrete(x: Array) -> bool:
 def class_targets(name: str, predictions: ArrayLike, labels: ArrayLike) -> tuple[Array, Array,
                                                                                   bool]:
     """Validate categorical targets: sparse integer labels of shape `p.shape[:-1]`, or
-    one-hot (or soft) labels of shape `p.shape`. Returns `(p, labels, is_sparse)`."""
+    one-hot (or soft) labels of shape `p.shape`. Returns `(p, labels, is_sparse)`, `p` in
+    its `_compute_dtype` and one-hot labels cast to it."""
     pred = _as_float_predictions(name, predictions)
     y = jnp.asarray(labels)
     n_classes = pred.shape[-1]
@@ -81,7 +96,8 @@ def class_targets(name: str, predictions: ArrayLike, labels: ArrayLike) -> tuple
 
 def same_shape_targets(name: str, predictions: ArrayLike, targets: ArrayLike) -> tuple[Array,
                                                                                       Array]:
-    """Validate element-wise targets: exactly the predictions' shape, cast to their dtype."""
+    """Validate element-wise targets: exactly the predictions' shape. Returns `(p, y)`,
+    both in the predictions' `_compute_dtype`."""
     pred = _as_float_predictions(name, predictions)
     y = jnp.asarray(targets)
     if y.shape != pred.shape:
@@ -233,8 +249,11 @@ def mean_absolute_error(predictions: ArrayLike, targets: ArrayLike) -> Array:
 
 
 def mean(per_example: ArrayLike, weights: ArrayLike | None = None) -> Array:
-    """`sum(w * l) / sum(w)` (plain mean without weights): a batch's data loss."""
+    """`sum(w * l) / sum(w)` (plain mean without weights): a batch's data loss, in the
+    values' `_compute_dtype` (a float32 sum of bfloat16 losses)."""
     values = jnp.asarray(per_example)
+    if jnp.issubdtype(values.dtype, jnp.floating):
+        values = values.astype(_compute_dtype(values.dtype))
     if weights is None:
         return jnp.mean(values)
     w = jnp.asarray(weights, values.dtype)

@@ -5,6 +5,10 @@ their mean (`funcnn.losses.mean` takes sample weights too). An example with a Na
 predictions (or targets) scores NaN, neither right nor wrong, so that a batch holding one
 has a NaN accuracy instead of a finite one that counted it; the class picks
 (`first_argmax`, `threshold_classes`) give -1, never a class, for it.
+
+Scores have the losses' dtype, `promote(predictions.dtype, float32)`: float32 for
+bfloat16 or float16 predictions (a mean over outputs or a batch needs float32's digits),
+float32 and float64 unchanged. The class picks are int32.
 """
 
 from __future__ import annotations
