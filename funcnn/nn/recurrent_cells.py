@@ -1,0 +1,296 @@
+"""Recurrent cells: `LSTMCell` and `GRUCell`, with PyTorch's equations and gate order.
+
+A cell is a `Cell`, a small NamedTuple of pure functions, not a `Layer`: it maps one time
+step `(carry, x_t) -> (carry, h_t)` and is run over a sequence by `funcnn.nn.recurrent`
+(`RNN`, `scan_cell`). The step is split in two so that a sequence costs one large matmul
+plus one small one per step: `project(params, x)` computes the input part of every gate,
+`x @ w_x + b` of shape `(..., G * hidden)`, for all time steps at once, before the scan;
+`step(params, carry, p_t)` adds the recurrent part `h @ w_h` (one fused matmul for all G
+gates) and applies the gates. `cell(params, carry, x_t)` does both for a single step.
+
+Params are float arrays of the cell's `dtype` with the `(in, out)` layout of `Dense`:
+LSTM `{"w_x": (F, 4h), "w_h": (h, 4h), "b": (4h,)}` (gates i, f, g, o), GRU `{"w_x":
+(F, 3h), "w_h": (h, 3h), "b_x": (3h,), "b_h": (3h,)}` (gates r, z, n). The computation
+runs in the dtype of the params and inputs together (`jnp.result_type`, as `Dense`), and
+the carry has that dtype too, which is the output's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple, TypeAlias
+
+import jax
+import jax.numpy as jnp
+
+from funcnn.initializers import glorot_uniform, zeros
+from funcnn.nn.errors import LayerError
+from funcnn.typing import Array, DTypeLike, Initializer, Params, PRNGKey, PyTree, Shape
+
+__all__ = ["Carry", "Cell", "GRUCell", "LSTMCell", "orthogonal"]
+
+Carry: TypeAlias = PyTree
+"""A cell's recurrent state: `(h, c)` for an LSTM, `h` for a GRU, each `(..., hidden)`."""
+
+
+class Cell(NamedTuple):
+    """A recurrent cell as pure functions (see the module docstring).
+
+    `init(key, n_in) -> params`; `project(params, x (..., F)) -> (..., gates * hidden)`;
+    `step(params, carry, p_t) -> (carry, h_t)` on a projected step; `zero_carry(batch_shape,
+    dtype)` the initial carry; `penalty(params)` its L1/L2; `param_keys` the leaf names,
+    `bias_keys` those of shape `(gates * hidden,)`. Compared by identity, like `Layer`.
+    """
+
+    name: str
+    hidden: int
+    gates: int
+    init: Callable[[PRNGKey, int], Params]
+    project: Callable[[Params, Array], Array]
+    step: Callable[[Params, Carry, Array], tuple[Carry, Array]]
+    zero_carry: Callable[[Shape, DTypeLike], Carry]
+    penalty: Callable[[Params], Array]
+    param_keys: tuple[str, ...]
+    bias_keys: tuple[str, ...]
+    config: Mapping[str, Any]
+
+    def __call__(self, params: Params, carry: Carry, x_t: Array) -> tuple[Carry, Array]:
+        """One time step on raw input `x_t (..., F)`: `step(params, carry, project(x_t))`."""
+        return self.step(params, carry, self.project(params, x_t))
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __ne__(self, other: object) -> bool:
+        return self is not other
+
+
+# --- argument checks ------------------------------------------------------------------
+
+
+def _check_hidden(name: str, hidden: int) -> int:
+    if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden <= 0:
+        raise ValueError(f"{name}: hidden must be a positive int, got {hidden!r}")
+    return hidden
+
+
+def _check_number(name: str, label: str, value: float, *, nonnegative: bool) -> float:
+    ok = (isinstance(value, int | float) and not isinstance(value, bool)
+          and math.isfinite(value) and (value >= 0 or not nonnegative))
+    if not ok:
+        bound = " >= 0" if nonnegative else ""
+        raise ValueError(f"{name}: {label} must be a finite number{bound}, got {value!r}")
+    return float(value)
+
+
+def _check_dtype(name: str, dtype: DTypeLike) -> jnp.dtype[Any]:
+    try:
+        resolved = jnp.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"{name}: dtype must be a floating-point dtype, got {dtype!r}") from None
+    if not jnp.issubdtype(resolved, jnp.floating):
+        raise ValueError(f"{name}: dtype must be a floating-point dtype, got {resolved}")
+    return resolved
+
+
+def _check_init(name: str, label: str, init: Initializer | None) -> None:
+    if init is not None and not callable(init):
+        raise TypeError(f"{name}: {label} must be an initializer (key, shape, dtype) -> "
+                        f"array, got {type(init).__name__}")
+
+
+def check_cell_params(cell: Cell, params: Params) -> int:
+    """Raise `LayerError` unless `params` has exactly the cell's leaves with consistent
+    shapes; returns the number of input features F (`w_x.shape[0]`)."""
+    if not isinstance(params, Mapping) or set(params) != set(cell.param_keys):
+        found = sorted(params) if isinstance(params, Mapping) else type(params).__name__
+        raise LayerError(cell.name, f"expected params with keys {sorted(cell.param_keys)}, "
+                         f"got {found}")
+    width = cell.gates * cell.hidden
+    w_x = jnp.shape(params["w_x"])
+    if len(w_x) != 2 or w_x[1] != width:
+        raise LayerError(cell.name, f"params['w_x'] must have shape (F, {width}), got {w_x}")
+    expected = {"w_h": (cell.hidden, width), **{k: (width,) for k in cell.bias_keys}}
+    for leaf, shape in expected.items():
+        if jnp.shape(params[leaf]) != shape:
+            raise LayerError(cell.name, f"params[{leaf!r}] must have shape {shape}, got "
+                             f"{jnp.shape(params[leaf])}")
+    for leaf in cell.param_keys:
+        if not jnp.issubdtype(jnp.result_type(params[leaf]), jnp.floating):
+            raise LayerError(cell.name, f"params[{leaf!r}] must be floating-point, got "
+                             f"{jnp.result_type(params[leaf])}")
+    return int(w_x[0])
+
+
+# --- shared pieces --------------------------------------------------------------------
+
+
+def orthogonal(key: PRNGKey, shape: Shape, dtype: DTypeLike = jnp.float32) -> Array:
+    """A (semi-)orthogonal matrix (`jax.nn.initializers.orthogonal`), drawn in at least
+    float32 and cast to `dtype` (so bfloat16 works); Keras's recurrent default."""
+    draw = jax.nn.initializers.orthogonal()(key, shape, jnp.promote_types(dtype, jnp.float32))
+    return draw.astype(dtype)
+
+
+def _add_bias(y: Array, b: Array) -> Array:
+    """`y (..., n) + b (n,)` with `b` reshaped to `y`'s rank (no implicit rank promotion)."""
+    return y + b.reshape((1,) * (y.ndim - 1) + b.shape)
+
+
+def _project(bias: str) -> Callable[[Params, Array], Array]:
+    """`x @ w_x + params[bias]`, `(..., F) -> (..., G * h)`."""
+
+    def project(params: Params, x: Array) -> Array:
+        return _add_bias(jnp.dot(x, params["w_x"]), params[bias])
+
+    return project
+
+
+def _penalty(coefs: Mapping[str, tuple[float, float]]) -> Callable[[Params], Array]:
+    """`sum over leaves of l1 * sum|p| + l2 * sum p^2`, `coefs[leaf] = (l1, l2)`."""
+
+    def penalty(params: Params) -> Array:
+        total = jnp.zeros((), jnp.float32)
+        for leaf, (l1, l2) in coefs.items():
+            if l1:
+                total = total + l1 * jnp.sum(jnp.abs(params[leaf]))
+            if l2:
+                total = total + l2 * jnp.sum(jnp.square(params[leaf]))
+        return total
+
+    return penalty
+
+
+def _coefficients(name: str, values: Mapping[str, float]) -> dict[str, float]:
+    return {label: _check_number(name, label, v, nonnegative=True) for label, v in values.items()}
+
+
+def _gate_weights(name: str, hidden: int, gates: int, bias_keys: tuple[str, ...],
+                  w_init: Initializer | None, recurrent_init: Initializer | None,
+                  b_init: Initializer, dtype: DTypeLike,
+                  ) -> tuple[Callable[[PRNGKey, int], Params], jnp.dtype[Any]]:
+    """The cells' shared `init(key, n_in)`: `w_x (n_in, G h)`, `w_h (h, G h)` and each of
+    `bias_keys` `(G h,)`, of the checked `dtype` (returned too)."""
+    for label, fn in (("w_init", w_init), ("recurrent_init", recurrent_init),
+                      ("b_init", b_init)):
+        _check_init(name, label, fn)
+    param_dtype = _check_dtype(name, dtype)
+    x_init = glorot_uniform() if w_init is None else w_init
+    h_init = orthogonal if recurrent_init is None else recurrent_init
+    width = gates * hidden
+
+    def init(key: PRNGKey, n_in: int) -> Params:
+        kx, kh, *kb = jax.random.split(key, 2 + len(bias_keys))
+        params = {"w_x": x_init(kx, (n_in, width), param_dtype),
+                  "w_h": h_init(kh, (hidden, width), param_dtype)}
+        for leaf, k in zip(bias_keys, kb, strict=True):
+            params[leaf] = b_init(k, (width,), param_dtype)
+        return params
+
+    return init, param_dtype
+
+
+# --- LSTM -----------------------------------------------------------------------------
+
+
+def _lstm_step(params: Params, carry: Carry, p_t: Array) -> tuple[Carry, Array]:
+    """`i, f, g, o = split(p_t + h @ w_h)`, `c' = σ(f) c + σ(i) tanh(g)`, `h' = σ(o) tanh(c')`."""
+    h, c = carry
+    i, f, g, o = jnp.split(p_t + jnp.dot(h, params["w_h"]), 4, axis=-1)
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+    return (h, c), h
+
+
+def LSTMCell(hidden: int, *, w_init: Initializer | None = None,
+             recurrent_init: Initializer | None = None, b_init: Initializer = zeros,
+             forget_bias: float = 1.0, w_l1: float = 0.0, w_l2: float = 0.0,
+             recurrent_l1: float = 0.0, recurrent_l2: float = 0.0, b_l1: float = 0.0,
+             b_l2: float = 0.0, dtype: DTypeLike = jnp.float32) -> Cell:
+    """Long short-term memory cell, PyTorch's `nn.LSTMCell` equations and gate order:
+    `i, f, g, o = split(x @ w_x + h @ w_h + b)`, `c' = σ(f) * c + σ(i) * tanh(g)`,
+    `h' = σ(o) * tanh(c')`; carry `(h, c)`, each `(..., hidden)`, output `h'`.
+
+    Params `{"w_x": (F, 4h), "w_h": (h, 4h), "b": (4h,)}` of `dtype`. Defaults as Keras:
+    `w_x` Glorot-uniform, `w_h` orthogonal, `b` zeros plus `forget_bias` on the forget
+    gate's slice `b[h:2h]` at init (1.0, Keras's `unit_forget_bias`, Jozefowicz et al.
+    2015; 0.0 gives plain `b_init`). Penalty: `w_l1, w_l2` on `w_x`, `recurrent_l1,
+    recurrent_l2` on `w_h`, `b_l1, b_l2` on `b` (L1 `sum|p|`, L2 `sum p^2`).
+    """
+    name = "LSTMCell"
+    hidden = _check_hidden(name, hidden)
+    forget = _check_number(name, "forget_bias", forget_bias, nonnegative=False)
+    coefs = _coefficients(name, {"w_l1": w_l1, "w_l2": w_l2, "recurrent_l1": recurrent_l1,
+                                 "recurrent_l2": recurrent_l2, "b_l1": b_l1, "b_l2": b_l2})
+    draw, param_dtype = _gate_weights(name, hidden, 4, ("b",), w_init, recurrent_init, b_init,
+                                      dtype)
+
+    def init(key: PRNGKey, n_in: int) -> Params:
+        params = draw(key, n_in)
+        if forget:
+            params["b"] = params["b"].at[hidden:2 * hidden].add(forget).astype(param_dtype)
+        return params
+
+    def zero_carry(batch_shape: Shape, dt: DTypeLike) -> Carry:
+        return (jnp.zeros((*batch_shape, hidden), dt), jnp.zeros((*batch_shape, hidden), dt))
+
+    penalty = _penalty({"w_x": (coefs["w_l1"], coefs["w_l2"]),
+                        "w_h": (coefs["recurrent_l1"], coefs["recurrent_l2"]),
+                        "b": (coefs["b_l1"], coefs["b_l2"])})
+    config = {"hidden": hidden, "forget_bias": forget, **coefs, "dtype": str(param_dtype)}
+    return Cell(name, hidden, 4, init, _project("b"), _lstm_step, zero_carry, penalty,
+                ("w_x", "w_h", "b"), ("b",), MappingProxyType(config))
+
+
+# --- GRU ------------------------------------------------------------------------------
+
+
+def _gru_step(params: Params, carry: Carry, p_t: Array) -> tuple[Carry, Array]:
+    """`r = σ(x_r + h_r)`, `z = σ(x_z + h_z)`, `n = tanh(x_n + r * h_n)`, `h' = (1 - z) n + z h`,
+    with `x_* = split(p_t)` (`x @ w_x + b_x`) and `h_* = split(h @ w_h + b_h)`."""
+    h = carry
+    xr, xz, xn = jnp.split(p_t, 3, axis=-1)
+    hr, hz, hn = jnp.split(_add_bias(jnp.dot(h, params["w_h"]), params["b_h"]), 3, axis=-1)
+    r = jax.nn.sigmoid(xr + hr)
+    z = jax.nn.sigmoid(xz + hz)
+    n = jnp.tanh(xn + r * hn)
+    h = (1 - z) * n + z * h
+    return h, h
+
+
+def GRUCell(hidden: int, *, w_init: Initializer | None = None,
+            recurrent_init: Initializer | None = None, b_init: Initializer = zeros,
+            w_l1: float = 0.0, w_l2: float = 0.0, recurrent_l1: float = 0.0,
+            recurrent_l2: float = 0.0, b_l1: float = 0.0, b_l2: float = 0.0,
+            dtype: DTypeLike = jnp.float32) -> Cell:
+    """Gated recurrent unit, PyTorch's `nn.GRUCell` equations and gate order r, z, n:
+    `r = σ(W_ir x + b_ir + W_hr h + b_hr)`, `z = σ(W_iz x + b_iz + W_hz h + b_hz)`,
+    `n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`, `h' = (1 - z) * n + z * h`; carry `h`.
+
+    Params `{"w_x": (F, 3h), "w_h": (h, 3h), "b_x": (3h,), "b_h": (3h,)}` of `dtype`
+    (`W_i* = w_x` columns `[0:h], [h:2h], [2h:3h]`, likewise `w_h`). Defaults: `w_x`
+    Glorot-uniform, `w_h` orthogonal, biases zeros. Penalty: `w_l1, w_l2` on `w_x`,
+    `recurrent_l1, recurrent_l2` on `w_h`, `b_l1, b_l2` on both biases.
+    """
+    name = "GRUCell"
+    hidden = _check_hidden(name, hidden)
+    coefs = _coefficients(name, {"w_l1": w_l1, "w_l2": w_l2, "recurrent_l1": recurrent_l1,
+                                 "recurrent_l2": recurrent_l2, "b_l1": b_l1, "b_l2": b_l2})
+    init, param_dtype = _gate_weights(name, hidden, 3, ("b_x", "b_h"), w_init, recurrent_init,
+                                      b_init, dtype)
+
+    def zero_carry(batch_shape: Shape, dt: DTypeLike) -> Carry:
+        return jnp.zeros((*batch_shape, hidden), dt)
+
+    bias = (coefs["b_l1"], coefs["b_l2"])
+    penalty = _penalty({"w_x": (coefs["w_l1"], coefs["w_l2"]),
+                        "w_h": (coefs["recurrent_l1"], coefs["recurrent_l2"]),
+                        "b_x": bias, "b_h": bias})
+    config = {"hidden": hidden, **coefs, "dtype": str(param_dtype)}
+    return Cell(name, hidden, 3, init, _project("b_x"), _gru_step, zero_carry, penalty,
+                ("w_x", "w_h", "b_x", "b_h"), ("b_x", "b_h"), MappingProxyType(config))
