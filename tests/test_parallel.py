@@ -204,6 +204,11 @@ EIGHT_DEVICES = textwrap.dedent("""
     out["history"] = largest(one.history.to_dict(), eight.history.to_dict())
     out["replicated"] = all(leaf.sharding.is_fully_replicated
                             for leaf in jax.tree.leaves(eight.params))
+    mixed = fn.mixed_precision(net, "mixed_bfloat16")
+    mixed_one = fn.fit(mixed, params, state, opt, cce, x, y, **args)
+    mixed_eight = fn.fit(mixed, params, state, opt, cce, x, y, mesh=mesh, **args)
+    out["mixed_dtypes"] = sorted({str(a.dtype) for a in jax.tree.leaves(mixed_eight.params)})
+    out["mixed_history"] = largest(mixed_one.history.to_dict(), mixed_eight.history.to_dict())
     made = fn.fit(net, params, state, opt, cce, x, y, mesh=jax.make_mesh((8,), ("data",)), **args)
     out["explicit_mesh"] = largest(one.params, made.params)
     for batch_size in (12, None):
@@ -248,6 +253,8 @@ def test_data_parallel_fit_on_eight_devices_equals_one_device() -> None:
     assert out["params"] <= 1e-5 and out["opt_state"] <= 1e-5 and out["history"] <= 1e-5
     assert out["explicit_mesh"] <= 1e-5 and out["ensemble"] <= 1e-5
     assert out["replicated"]
+    # mixed bfloat16 over the mesh: float32 masters, the same run to bfloat16's rounding
+    assert out["mixed_dtypes"] == ["float32"] and out["mixed_history"] <= 2e-2
     assert out["error_12"] == ("fit: batch_size 12 does not split evenly over the 8 devices of "
                                "the mesh's 'data' axis; use a multiple of 8 (e.g. 8 or 16)")
     assert out["error_None"].startswith("fit: the full batch of 36 samples does not split")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -192,3 +193,27 @@ def test_float16_gradients_underflow_and_dynamic_loss_scaling_trains() -> None:
     assert sum(result.history.skipped_steps) == 0
     assert float(np.median(result.history.accuracy[-30:])) > 0.85
     assert result.history.loss[-1] < 0.35
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "bfloat16"])
+def test_ensembles_and_checkpoints_keep_the_policys_dtypes(policy: str, tmp_path: Path) -> None:
+    x, y = fn.datasets.vertical(jax.random.key(0), samples=10, classes=3)
+    net = fn.mixed_precision(fn.serial(fn.Dense(8), fn.ReLU(), fn.Dense(3), fn.Softmax()),
+                             policy)
+    stored = fn.Policy.parse(policy).param_dtype
+    keys = jax.random.split(jax.random.key(1), 2)
+    params, state = jax.vmap(lambda k: net.init(k, (2,)))(keys)
+    ensemble = fn.fit_ensemble(net, params, state, fn.optim.adam(0.05),
+                               fn.losses.categorical_crossentropy, x, y, keys=keys, epochs=3,
+                               progress=False)
+    assert {a.dtype for a in jax.tree.leaves(ensemble.params)} == {stored}
+    member = ensemble.members()[1]
+    alone = fn.fit(net, jax.tree.map(lambda a: a[1], params), {}, fn.optim.adam(0.05),
+                   fn.losses.categorical_crossentropy, x, y, key=keys[1], epochs=3,
+                   progress=False)
+    assert member.history.loss == alone.history.loss  # a member trains as it would alone
+    path = tmp_path / "member.safetensors"
+    fn.save_checkpoint(path, member.params)
+    loaded, _ = fn.load_checkpoint(path, member.params)
+    chex.assert_trees_all_equal(loaded, member.params)
+    chex.assert_trees_all_equal_dtypes(loaded, member.params)
