@@ -7,7 +7,7 @@ Each step takes the gradient of `sum(ct * f(x, w)**2) / 2` with respect to what 
 names (`w`, `x` or both) and moves `x` and `w` by it: the loss is not linear in `x` or `w`,
 so no gradient is loop-invariant and nothing can be hoisted out of the scan.
 
-    python benchmarks/conv_lowering.py [--quick] [--steps 20] [--repeats 3]
+    python benchmarks/conv_lowering.py [--quick] [--steps 20] [--repeats 3] [--ops ...]
 """
 
 from __future__ import annotations
@@ -22,18 +22,23 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from funcnn.nn.conv_lowering import conv_lax, conv_slices, same_padding
+from funcnn.nn.conv_lowering import conv_lax, conv_slices, conv_transpose, same_padding
 from funcnn.nn.pool import pool
 
 Fn = Callable[[jax.Array, jax.Array], jax.Array]
 
 CONV_CASES = (((64, 28, 28, 1), 16), ((64, 14, 14, 16), 32))
+TRANSPOSE_CASE = ((64, 7, 7, 32), 16)  # 3x3, stride 2, SAME: -> 64x14x14x16
 POOL_CASES = ((64, 28, 28, 16), (64, 14, 14, 32))
 
 
 def conv_fn(lowering: Callable[..., jax.Array], shape: Sequence[int]) -> Fn:
     pads = tuple(same_padding(n, 3, 1) for n in shape[1:3])
     return lambda x, w: lowering(x, w, (1, 1), pads, (1, 1), 1)
+
+
+def transpose_fn(lowering: str) -> Fn:
+    return lambda x, w: conv_transpose(x, w, (2, 2), "SAME", lowering)  # type: ignore[arg-type]
 
 
 def pool_fn(kind: str, lowering: str) -> Fn:
@@ -95,13 +100,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--grad", default="w,x,both", help="comma-separated: w, x, both")
+    parser.add_argument("--ops", default="conv,transpose,pool",
+                        help="comma-separated: conv, transpose, pool")
     args = parser.parse_args(argv)
-    grads = args.grad.split(",")
+    grads, ops = args.grad.split(","), args.ops.split(",")
     key = jax.random.key(0)
     print(f"backend: {jax.default_backend()}, {args.steps} steps, best of {args.repeats}")
     print("| op | grad | lowering | ms/step jit | ms/step scan |")
     print("|---|---|---|---|---|")
-    for shape, cout in CONV_CASES:
+    for shape, cout in CONV_CASES if "conv" in ops else ():
         shape = (8, *shape[1:]) if args.quick else shape
         x = jax.random.normal(key, shape)
         w = 0.1 * jax.random.normal(key, (3, 3, shape[-1], cout))
@@ -112,7 +119,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                                              args.repeats)
                 print(f"| {name} | {grad} | {label} | {plain:.2f} | {in_scan:.2f} |",
                       flush=True)
-    for shape in POOL_CASES:
+    shape, cout = TRANSPOSE_CASE
+    shape = (8, *shape[1:]) if args.quick else shape
+    x = jax.random.normal(key, shape)
+    w = 0.1 * jax.random.normal(key, (3, 3, shape[-1], cout))
+    for label in ("lax", "slices") if "transpose" in ops else ():
+        plain, in_scan = per_step_ms(transpose_fn(label), "both", x, w, args.steps,
+                                     args.repeats)
+        print(f"| conv_transpose3x3/2 {'x'.join(map(str, shape))}->{cout} | both | {label} "
+              f"| {plain:.2f} | {in_scan:.2f} |", flush=True)
+    for shape in POOL_CASES if "pool" in ops else ():
         shape = (8, *shape[1:]) if args.quick else shape
         x = jax.random.normal(key, shape)
         w = jnp.ones((shape[-1],))

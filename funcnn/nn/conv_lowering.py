@@ -7,21 +7,31 @@ pairs (the layers resolve "SAME" / "VALID" with `same_padding`).
 - `"lax"`: `lax.conv_general_dilated`, one XLA convolution.
 - `"slices"`: im2col by shifted strided slices: the `prod(kernel)` views
   `x[:, i*d : ... : s, ...]` concatenated on the channel axis, and one `dot_general`
-  with `w` reshaped to `(prod(kernel) * C / groups, C_out)` (an einsum per group when
-  `groups > 1`). Its gradients are slices, pads and matmuls, no convolution.
+  with `w` reshaped to `(prod(kernel) * C / groups, C_out)` (for `groups > 1`, one
+  einsum batched over the groups). Its gradients are slices, pads and matmuls.
 
-Measured on XLA:CPU, 2 cores (benchmarks/conv_lowering.py; forward + backward of a 3x3
-SAME conv, ms per step, plain jit loop / inside `lax.scan` over 20 steps):
+Measured on XLA:CPU, 2 shared cores (benchmarks/conv_lowering.py: one SGD step on
+`sum(ct * conv(x, w)**2) / 2`, gradient w.r.t. `w`, `x` or both; 3x3 SAME, ms per step,
+plain jitted loop / inside `lax.scan` over 20 steps; best of 3):
 
-| conv | lax | slices |
-|---|---|---|
-| 64x28x28x1 -> 16 | 2.2 / 2.7 | 2.2 / 2.2 |
-| 64x14x14x16 -> 32 | 3.0 / 70.3 | 2.6 / 2.6 |
+| conv | grad | lax.conv | slices |
+|---|---|---|---|
+| 64x28x28x1 -> 16 | w | 1.54 / 6.37 | 1.31 / 0.82 |
+| 64x28x28x1 -> 16 | x | 2.04 / 2.61 | 0.84 / 0.60 |
+| 64x28x28x1 -> 16 | both | 2.53 / 7.12 | 1.87 / 1.15 |
+| 64x14x14x16 -> 32 | w | 1.84 / 54.1 | 1.70 / 0.92 |
+| 64x14x14x16 -> 32 | x | 1.39 / 19.4 | 1.14 / 0.96 |
+| 64x14x14x16 -> 32 | both | 2.61 / 63.3 | 2.06 / 1.69 |
+| transpose 64x7x7x32 -> 16, stride 2 | both | 6.93 / 26.8 | 6.13 / 6.40 |
 
-`lax.conv`'s weight and input gradients become 10-25x slower inside `lax.scan` (how `fit`
-runs its steps) on CPU; the slices do not. So `"auto"` is `"slices"` on the CPU backend
-and `"lax"` elsewhere (GPU/TPU convolutions are library kernels). Both lowerings give the
-same results within float rounding and both support strides, dilation and groups.
+(An earlier run on the same machine, under more load: 83 / 37 / 118 ms in scan for the
+16 -> 32 conv's w / x / both with lax.conv, 2.5 / 0.9 / 4.5 with slices.) `lax.conv`'s
+gradients become 4-30x slower inside `lax.scan` (how `fit` runs its steps) on CPU; the
+slices are as fast in scan as outside and no slower in a plain jit. So `"auto"` is
+`"slices"` on the CPU backend and `"lax"` elsewhere (GPU/TPU convolutions are library
+kernels; not measured here). Both lowerings give the same results within float rounding
+and both support strides, dilation and groups; the transposed conv's slices run on the
+`s`-dilated input (its zeros are multiplied too).
 """
 
 from __future__ import annotations
