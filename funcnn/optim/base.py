@@ -75,14 +75,23 @@ def zeros_of(shape: tuple[int, ...], dtype: Any, like: Any = None) -> Array:
     return placed
 
 
+def moment_dtype(dtype: Any) -> np.dtype[Any]:
+    """The dtype of a parameter's optimizer moments: `promote(dtype, float32)`, so float32
+    for bfloat16 or float16 parameters (whose 8 or 11 bits would lose small squared
+    gradients), float32 and float64 kept, whether or not x64 is on."""
+    return np.dtype(jnp.promote_types(dtype, jnp.float32))
+
+
 def zeros_buffer(params: PyTree) -> PyTree:
-    """Zeros shaped like `params`, in at least the default float precision (so bfloat16
-    parameters get float32 moments)."""
+    """Zeros shaped like `params`, each leaf in its parameter's `moment_dtype`."""
     return jax.tree.map(
-        lambda p: zeros_of(jnp.shape(p), jnp.promote_types(jnp.result_type(p), float_dtype()),
-                           p),
-        params,
-    )
+        lambda p: zeros_of(jnp.shape(p), moment_dtype(jnp.result_type(p)), p), params)
+
+
+def cast_like(tree: PyTree, reference: PyTree) -> PyTree:
+    """`tree` cast leaf by leaf to the dtypes of `reference` (same structure): updates to
+    their gradients' dtype, new moments to the dtype their buffers were made in."""
+    return jax.tree.map(lambda x, r: x.astype(jnp.result_type(r)), tree, reference)
 
 
 def zero_count() -> Array:

@@ -12,10 +12,14 @@ For parameter p with gradient g, at update t (t = updates already made) with rat
 - AdamW:    Adam plus decoupled weight decay `p -= lr_t * weight_decay * p`
 
 Each returns a `GradientTransformation`; `update` returns the additive step (the `-=`
-above as a `+=`). Every numeric setting lives in `state.hyperparams`, each decay rate b
-(rho, b1, b2) as its complement `one_minus_b`, from which the averages
-`x + (1 - b) * (new - x)` and the corrections `1 - b**t` are computed, so that b's float32
-rounding (float32(0.999) = 0.99900001) does not shrink `1 - b`.
+above as a `+=`) in the gradients' dtype. The moments (u, c, m, v) are stored in
+`moment_dtype(param dtype) = promote(dtype, float32)` (float32 for bfloat16 or float16
+parameters, float64 for float64 ones) and computed from the gradients cast to it.
+
+Every numeric setting lives in `state.hyperparams`, each decay rate b (rho, b1, b2) as its
+complement `one_minus_b`, from which the averages `x + (1 - b) * (new - x)` and the
+corrections `1 - b**t` are computed, so that b's float32 rounding (float32(0.999) =
+0.99900001) does not shrink `1 - b`.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from funcnn.optim.base import (
     Mask,
     OptState,
     Updates,
+    cast_like,
     check_same_shapes,
     full_mask,
     increment_count,
@@ -68,11 +73,6 @@ def bias_correction(one_minus_b: Array, steps: Array) -> Array:
     """`1 - b**steps` as `-expm1(steps * log1p(-(1 - b)))`, accurate for b near 1 (and
     for b so near 1 that float32(b) is 1)."""
     return -jnp.expm1(steps * jnp.log1p(-one_minus_b))
-
-
-def _like_gradients(steps: Updates, gradients: Updates) -> Updates:
-    """`steps` cast leaf by leaf to the dtype of the gradients they came from."""
-    return jax.tree.map(lambda s, g: s.astype(jnp.result_type(g)), steps, gradients)
 
 
 @hyperparam_state
@@ -119,16 +119,17 @@ def sgd(
             steps = jax.tree.map(lambda g: -rate * g, updates)
         else:
             check_same_shapes(updates, velocity, "momentum buffer")
-            m = hyperparams["momentum"]
-            velocity = jax.tree.map(lambda u, g: m * u - rate * g, velocity, updates)
+            m, grads = hyperparams["momentum"], cast_like(updates, velocity)
+            velocity = cast_like(
+                jax.tree.map(lambda u, g: m * u - rate * g, velocity, grads), velocity)
             steps = (
-                jax.tree.map(lambda u, g: m * u - rate * g, velocity, updates)
+                jax.tree.map(lambda u, g: m * u - rate * g, velocity, grads)
                 if nesterov
                 else velocity
             )
         count = increment_count(state.count)
         new_state = SGDState(count, advance_rate(hyperparams, count, schedule), velocity)
-        return _like_gradients(steps, updates), new_state
+        return cast_like(steps, updates), new_state
 
     return GradientTransformation(init, update)
 
@@ -159,11 +160,12 @@ def adagrad(
         check_same_shapes(updates, state.cache, "AdaGrad cache")
         hyperparams = state.hyperparams
         rate, eps = rate_for_update(hyperparams, state.count, schedule), hyperparams["eps"]
-        cache = jax.tree.map(lambda c, g: c + g * g, state.cache, updates)
-        steps = jax.tree.map(lambda c, g: -rate * g / (jnp.sqrt(c) + eps), cache, updates)
+        grads = cast_like(updates, state.cache)
+        cache = cast_like(jax.tree.map(lambda c, g: c + g * g, state.cache, grads), state.cache)
+        steps = jax.tree.map(lambda c, g: -rate * g / (jnp.sqrt(c) + eps), cache, grads)
         count = increment_count(state.count)
         new_state = AdaGradState(count, advance_rate(hyperparams, count, schedule), cache)
-        return _like_gradients(steps, updates), new_state
+        return cast_like(steps, updates), new_state
 
     return GradientTransformation(init, update)
 
@@ -203,13 +205,14 @@ def rmsprop(
         hyperparams = state.hyperparams
         rate, eps = rate_for_update(hyperparams, state.count, schedule), hyperparams["eps"]
         one_minus_rho = hyperparams[complement_name("rho")]
-        cache = jax.tree.map(
-            lambda c, g: moving_average(c, g * g, one_minus_rho), state.cache, updates
-        )
-        steps = jax.tree.map(lambda c, g: -rate * g / (jnp.sqrt(c) + eps), cache, updates)
+        grads = cast_like(updates, state.cache)
+        cache = cast_like(jax.tree.map(
+            lambda c, g: moving_average(c, g * g, one_minus_rho), state.cache, grads
+        ), state.cache)
+        steps = jax.tree.map(lambda c, g: -rate * g / (jnp.sqrt(c) + eps), cache, grads)
         count = increment_count(state.count)
         new_state = RMSPropState(count, advance_rate(hyperparams, count, schedule), cache)
-        return _like_gradients(steps, updates), new_state
+        return cast_like(steps, updates), new_state
 
     return GradientTransformation(init, update)
 
@@ -260,8 +263,11 @@ def _adam(
         eps = hyperparams["eps"]
         c1, c2 = hyperparams[complement_name("b1")], hyperparams[complement_name("b2")]
         count = increment_count(state.count)
-        mu = jax.tree.map(lambda m, g: moving_average(m, g, c1), state.mu, updates)
-        nu = jax.tree.map(lambda v, g: moving_average(v, g * g, c2), state.nu, updates)
+        grads = cast_like(updates, state.mu)
+        mu = cast_like(jax.tree.map(lambda m, g: moving_average(m, g, c1), state.mu, grads),
+                       state.mu)
+        nu = cast_like(jax.tree.map(lambda v, g: moving_average(v, g * g, c2), state.nu, grads),
+                       state.nu)
         steps_done = count.astype(rate.dtype)
         correction1, correction2 = bias_correction(c1, steps_done), bias_correction(c2, steps_done)
         steps = jax.tree.map(
@@ -270,7 +276,7 @@ def _adam(
         if decoupled:
             steps = _with_weight_decay(steps, params, mask, rate * hyperparams["weight_decay"])
         new_state = AdamState(count, advance_rate(hyperparams, count, schedule), mu, nu)
-        return _like_gradients(steps, updates), new_state
+        return cast_like(steps, updates), new_state
 
     return GradientTransformation(init, update)
 
