@@ -17,30 +17,50 @@ from funcnn.nn.activation import (
     Tanh,
     is_last_axis_softmax,
 )
-from funcnn.nn.combinators import named, output_shape, serial
+from funcnn.nn.branches import fan_out, residual
+from funcnn.nn.combinators import error_within, named, output_shape, serial
+from funcnn.nn.conv import Conv1D, Conv2D, ConvTranspose2D
 from funcnn.nn.dense import Dense
 from funcnn.nn.dropout import Dropout
+from funcnn.nn.embedding import Embedding
 from funcnn.nn.errors import LayerError, LayerTypeError
 from funcnn.nn.layer import (
     Layer,
     check_float_input,
     check_input_shape,
+    example_input,
     init_shapes,
     no_penalty,
     parameter_free,
     parameter_free_init,
 )
 from funcnn.nn.normalization import BatchNorm, GroupNorm, LayerNorm, RMSNorm
+from funcnn.nn.pool import (
+    AvgPool1D,
+    AvgPool2D,
+    GlobalAvgPool,
+    GlobalMaxPool,
+    MaxPool1D,
+    MaxPool2D,
+)
 from funcnn.nn.precision import mixed_precision, policy_of, without_output_softmax
 from funcnn.nn.reshape import Flatten
 from funcnn.nn.summary import SummaryRow, summary, summary_rows, summary_table
 
 __all__ = [
     "Activation",
+    "AvgPool1D",
+    "AvgPool2D",
     "BatchNorm",
+    "Conv1D",
+    "Conv2D",
+    "ConvTranspose2D",
     "Dense",
     "Dropout",
+    "Embedding",
     "Flatten",
+    "GlobalAvgPool",
+    "GlobalMaxPool",
     "GroupNorm",
     "Layer",
     "LayerError",
@@ -49,6 +69,8 @@ __all__ = [
     "LeakyReLU",
     "Linear",
     "LogSoftmax",
+    "MaxPool1D",
+    "MaxPool2D",
     "RMSNorm",
     "ReLU",
     "Sigmoid",
@@ -58,6 +80,9 @@ __all__ = [
     "Tanh",
     "check_float_input",
     "check_input_shape",
+    "error_within",
+    "example_input",
+    "fan_out",
     "init_shapes",
     "is_last_axis_softmax",
     "mixed_precision",
@@ -67,6 +92,7 @@ __all__ = [
     "parameter_free",
     "parameter_free_init",
     "policy_of",
+    "residual",
     "serial",
     "summary",
     "summary_rows",

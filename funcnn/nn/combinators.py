@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from funcnn.nn.errors import LayerError
-from funcnn.nn.layer import Layer, check_input_shape
+from funcnn.nn.layer import Layer, check_input_shape, example_input
 from funcnn.typing import Array, DTypeLike, Params, PRNGKey, Shape, State
 
 
@@ -18,7 +18,7 @@ def child_keys(layers: Sequence[Layer]) -> list[str]:
     return [layer.key or f"{i}_{layer.name.lower()}" for i, layer in enumerate(layers)]
 
 
-def _add_context(err: Exception, where: str) -> Exception:
+def error_within(err: Exception, where: str) -> Exception:
     """Prefix a `LayerError` with `where`; add a note to any other exception."""
     if isinstance(err, LayerError):
         return err.within(where)
@@ -28,9 +28,10 @@ def _add_context(err: Exception, where: str) -> Exception:
 
 
 def output_shape(layer: Layer, params: Params, state: State, input_shape: Shape,
-                 dtype: DTypeLike = jnp.float32) -> Shape:
-    """Per-example output shape of `layer.apply` on an input of `input_shape`, by eval_shape."""
-    x = jax.ShapeDtypeStruct(tuple(input_shape), dtype)  # type: ignore[no-untyped-call]
+                 dtype: DTypeLike | None = None) -> Shape:
+    """Per-example output shape of `layer.apply` on an input of `input_shape` (of `dtype`,
+    by default the layer's own input dtype, see `example_input`), by eval_shape."""
+    x = example_input(layer, input_shape, dtype)
     out = jax.eval_shape(lambda p, s, v: layer.apply(p, s, v)[0], params, state, x)
     return tuple(out.shape)
 
@@ -60,7 +61,7 @@ def serial(*layers: Layer) -> Layer:
                 p, s = layer.init(jax.random.fold_in(key, i), shape)
                 shape = output_shape(layer, p, s, shape)
             except Exception as err:
-                raise _add_context(err, f"serial[{i}]") from None
+                raise error_within(err, f"serial[{i}]") from None
             if p:
                 params[name] = p
             if s:
@@ -95,7 +96,7 @@ def serial(*layers: Layer) -> Layer:
                 x, s = layer.apply(params.get(name, {}), state.get(name, {}), x,
                                    key=child_key, train=train)
             except Exception as err:
-                raise _add_context(err, f"serial[{i}]") from None
+                raise error_within(err, f"serial[{i}]") from None
             if s:
                 new_state[name] = s
         return x, new_state
@@ -119,7 +120,8 @@ def serial(*layers: Layer) -> Layer:
 
     return Layer(init, apply, penalty, "serial", MappingProxyType({}), tuple(layers),
                  child_inputs=child_inputs,
-                 input_bounds=layers[0].input_bounds if layers else None)
+                 input_bounds=layers[0].input_bounds if layers else None,
+                 input_dtype=layers[0].input_dtype if layers else None)
 
 
 def named(name: str, layer: Layer) -> Layer:

@@ -19,6 +19,7 @@ from funcnn.nn.errors import LayerError, LayerTypeError
 from funcnn.typing import (
     ApplyFn,
     Array,
+    DTypeLike,
     InitFn,
     Params,
     PenaltyFn,
@@ -50,7 +51,8 @@ class Layer(NamedTuple):
     `child_inputs` tells `summary` how a combinator feeds its children (a combinator
     without it is summarised as one row); `input_bounds = (low, high)` declares that every
     input value must lie in `[low, high)` (e.g. an embedding's ids), which `fit`,
-    `evaluate` and `predict` check before they run.
+    `evaluate` and `predict` check before they run; `input_dtype` is the dtype of inputs
+    that are not floating (an embedding's `int32` ids), None for floating input.
     """
 
     init: InitFn
@@ -62,6 +64,7 @@ class Layer(NamedTuple):
     key: str | None = None
     child_inputs: ChildInputs | None = None
     input_bounds: tuple[float, float] | None = None
+    input_dtype: Any = None
 
     # Identity semantics: two layers are the same only if they are the same object (their
     # closures differ anyway). This makes a Layer hashable, so it can be a static argument
@@ -90,6 +93,15 @@ def init_shapes(net: Layer, input_shape: Shape, key: PRNGKey | None = None,
     init_key = jax.random.key(0) if key is None else key
     result: tuple[Params, State] = jax.eval_shape(lambda k: net.init(k, shape), init_key)
     return result
+
+
+def example_input(layer: Layer, input_shape: Shape, dtype: DTypeLike | None = None,
+                  ) -> jax.ShapeDtypeStruct:
+    """An abstract input of `input_shape` for `layer`: of `dtype` when given, else of the
+    layer's `input_dtype` (integer ids), else float32."""
+    chosen = dtype if dtype is not None else (
+        layer.input_dtype if layer.input_dtype is not None else jnp.float32)
+    return jax.ShapeDtypeStruct(tuple(input_shape), chosen)  # type: ignore[no-untyped-call]
 
 
 def check_input_shape(name: str, input_shape: Shape, min_rank: int = 1) -> Shape:

@@ -77,7 +77,8 @@ def mixed_precision(net: Layer, policy: Policy | str) -> Layer:
 
     config = MappingProxyType({"policy": chosen.describe()})
     layer = Layer(init, apply, penalty, "MixedPrecision", config, (net,),
-                  child_inputs=net.child_inputs, input_bounds=net.input_bounds)
+                  child_inputs=net.child_inputs, input_bounds=net.input_bounds,
+                  input_dtype=net.input_dtype)
     _POLICIES[layer.apply] = (net, chosen)
     return layer
 

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from funcnn.nn.combinators import output_shape
 from funcnn.nn.layer import Layer
@@ -23,7 +22,7 @@ class SummaryRow(NamedTuple):
     n_params: int
 
 
-def summary_rows(layer: Layer, input_shape: Shape, dtype: DTypeLike = jnp.float32,
+def summary_rows(layer: Layer, input_shape: Shape, dtype: DTypeLike | None = None,
                  prefix: str = "") -> tuple[list[SummaryRow], Shape]:
     """Rows for `layer` and, through its `child_inputs` wiring, its children; returns the
     rows and the output shape. A layer without wiring (a leaf, or a combinator that does not
@@ -38,14 +37,14 @@ def summary_rows(layer: Layer, input_shape: Shape, dtype: DTypeLike = jnp.float3
     rows: list[SummaryRow] = []
     for name, child, child_shape in layer.child_inputs(shape):
         child_path = f"{prefix}/{name}" if prefix else name
-        rows.extend(summary_rows(child, child_shape, dtype, child_path)[0])
+        rows.extend(summary_rows(child, child_shape, None, child_path)[0])
     own = total - sum(r.n_params for r in rows)
     if own:  # params the combinator holds itself, beside its children's
         rows.append(SummaryRow(path, layer.name, out, own))
     return rows, out
 
 
-def summary_table(layer: Layer, input_shape: Shape, dtype: DTypeLike = jnp.float32) -> str:
+def summary_table(layer: Layer, input_shape: Shape, dtype: DTypeLike | None = None) -> str:
     """The summary as text: one row per layer, then the total parameter count."""
     rows, _ = summary_rows(layer, tuple(input_shape), dtype)
     table = [("layer", "kind", "output shape", "params")] + [
@@ -67,7 +66,7 @@ def summary_table(layer: Layer, input_shape: Shape, dtype: DTypeLike = jnp.float
     return "\n".join(lines)
 
 
-def summary(layer: Layer, input_shape: Shape, dtype: DTypeLike = jnp.float32,
+def summary(layer: Layer, input_shape: Shape, dtype: DTypeLike | None = None,
             print_fn: Callable[[str], object] = print) -> None:
     """Print each layer's path, output shape and parameter count, and the total."""
     print_fn(summary_table(layer, input_shape, dtype))

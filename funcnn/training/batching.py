@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from funcnn.typing import Array, ArrayLike, PyTree
+from funcnn.typing import Array, ArrayLike, DTypeLike, PyTree
 
 __all__ = [
     "batch_plan",
@@ -33,14 +33,21 @@ def on_device(value: ArrayLike) -> Array:
     return placed
 
 
-def check_data(where: str, x: ArrayLike, y: ArrayLike | None = None) -> tuple[Array, Array | None]:
-    """Move data to the device and check it: floating x, one sample per row of x and y."""
+def check_data(where: str, x: ArrayLike, y: ArrayLike | None = None,
+               input_dtype: DTypeLike | None = None) -> tuple[Array, Array | None]:
+    """Move data to the device and check it: one sample per row of x and y; x floating, or
+    integer for a network whose `input_dtype` is integer (token ids)."""
     x_arr = on_device(x)
     if x_arr.ndim < 1:
         raise ValueError(f"{where}: x must have a leading sample axis, got a scalar")
-    if not jnp.issubdtype(x_arr.dtype, jnp.floating):
+    takes_integers = input_dtype is not None and jnp.issubdtype(input_dtype, jnp.integer)
+    if takes_integers and not jnp.issubdtype(x_arr.dtype, jnp.integer):
+        raise TypeError(f"{where}: the network takes integer input ({jnp.dtype(input_dtype)}"
+                        f" ids), got x of dtype {x_arr.dtype}")
+    if not takes_integers and not jnp.issubdtype(x_arr.dtype, jnp.floating):
         raise TypeError(f"{where}: x must be floating-point, got {x_arr.dtype}; scale or cast "
-                        "it first, e.g. x.astype(np.float32)")
+                        "it first, e.g. x.astype(np.float32) (integer token ids need a "
+                        "network that starts with an Embedding)")
     if x_arr.shape[0] == 0:
         raise ValueError(f"{where}: x holds no samples")
     if y is None:

@@ -253,7 +253,7 @@ def _checked(where: str, net: Layer, params: Params, state: State, x: ArrayLike,
     dtype = param_dtype(params)
     x = _in_dtype(x, dtype)
     y = None if y is None else _in_dtype(y, dtype)
-    x_arr, y_arr = check_data(where, x, y)
+    x_arr, y_arr = check_data(where, x, y, net.input_dtype)
     out = example_output(where, net, params, state, x_arr)
     if isinstance(x, np.ndarray) and (y is None or isinstance(y, np.ndarray)):
         check_values(where, net, x, y, out)  # host data, checked where it is: no compile

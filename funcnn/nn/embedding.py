@@ -1,0 +1,74 @@
+"""`Embedding`: integer ids to learned vectors, `y[..., :] = table[ids[...], :]`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcnn.initializers import book_normal
+from funcnn.nn.errors import LayerError, LayerTypeError
+from funcnn.nn.layer import Layer, check_input_shape, no_penalty
+from funcnn.typing import Array, DTypeLike, Initializer, Params, PRNGKey, Shape, State
+
+__all__ = ["Embedding"]
+
+
+def _check_positive(label: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"Embedding: {label} must be a positive int, got {value!r}")
+    return value
+
+
+def _check_ids_in_range(ids: Array, vocab: int) -> None:
+    """Concrete ids outside `[0, vocab)` are an error naming the first one; traced ids
+    cannot be checked here (their rows come out NaN instead, see `Embedding`)."""
+    if isinstance(ids, jax.core.Tracer):
+        return
+    values = np.asarray(ids)
+    bad = (values < 0) | (values >= vocab)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise LayerError("Embedding", f"id {int(values[where])} at index {where} is outside "
+                         f"0..{vocab - 1}, the embedding's vocabulary of {vocab}")
+
+
+def Embedding(vocab: int, features: int, *, init: Initializer | None = None,
+              dtype: DTypeLike = jnp.float32) -> Layer:
+    """Integer ids `(...)` to vectors `(..., features)`; params `{"table": (vocab,
+    features)}`, initialized `N(0, 1)` by default (as PyTorch and Flax do).
+
+    Ids outside `[0, vocab)` are never clamped: concrete ones (eager calls) raise a
+    `LayerError`, `fit`, `evaluate` and `predict` check their data up front against
+    `input_bounds = (0, vocab)`, and under `jit` an out-of-range id gives a row of NaN.
+    """
+    vocab = _check_positive("vocab", vocab)
+    features = _check_positive("features", features)
+    table_init = book_normal(1.0) if init is None else init
+
+    def layer_init(key: PRNGKey, input_shape: Shape) -> tuple[Params, State]:
+        check_input_shape("Embedding", input_shape, min_rank=0)
+        return {"table": table_init(key, (vocab, features), dtype)}, {}
+
+    def apply(params: Params, state: State, x: Array, *, key: PRNGKey | None = None,
+              train: bool = False) -> tuple[Array, State]:
+        del key, train
+        if not isinstance(params, Mapping) or set(params) != {"table"}:
+            found = sorted(params) if isinstance(params, Mapping) else type(params).__name__
+            raise LayerError("Embedding", f"expected params with key ['table'], got {found}")
+        table = params["table"]
+        if table.shape != (vocab, features):
+            raise LayerError("Embedding", f"expected a table of shape {(vocab, features)}, "
+                             f"got {table.shape}")
+        ids = jnp.asarray(x)
+        if not jnp.issubdtype(ids.dtype, jnp.integer):
+            raise LayerTypeError("Embedding", f"expected integer ids, got {ids.dtype}")
+        _check_ids_in_range(x, vocab)
+        return jnp.take(table, ids, axis=0, mode="fill", fill_value=jnp.nan), state
+
+    config = MappingProxyType({"vocab": vocab, "features": features})
+    return Layer(layer_init, apply, no_penalty, "Embedding", config,
+                 input_bounds=(0, vocab), input_dtype=jnp.int32)
