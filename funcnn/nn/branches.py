@@ -9,7 +9,7 @@ from types import MappingProxyType
 import jax
 import jax.numpy as jnp
 
-from funcnn.nn.combinators import child_keys, error_within, output_shape
+from funcnn.nn.combinators import child_keys, children_penalty, error_within, output_shape
 from funcnn.nn.errors import LayerError
 from funcnn.nn.layer import Layer, check_input_shape
 from funcnn.typing import Array, Params, PRNGKey, Shape, State
@@ -95,11 +95,7 @@ def _branches(name: str, layers: Sequence[Layer], merge: str, config: dict[str, 
         return jnp.concatenate(outputs, axis=-1), new_state
 
     def penalty(params: Params) -> Array:
-        total = jnp.zeros((), jnp.float32)
-        for child_key, layer in zip(keys, layers, strict=True):
-            if child_key in params:
-                total = total + layer.penalty(params[child_key])
-        return total
+        return children_penalty(keys, layers, params)
 
     def child_inputs(input_shape: Shape) -> tuple[tuple[str, Layer, Shape], ...]:
         return tuple((k, layer, tuple(input_shape)) for k, layer in zip(keys, layers,
@@ -155,8 +151,7 @@ def residual(layer: Layer) -> Layer:
         return x + y, ({key_name: s} if s else {})
 
     def penalty(params: Params) -> Array:
-        return layer.penalty(params[key_name]) if key_name in params else jnp.zeros(
-            (), jnp.float32)
+        return children_penalty([key_name], [layer], params)
 
     def child_inputs(input_shape: Shape) -> tuple[tuple[str, Layer, Shape], ...]:
         return ((key_name, layer, tuple(input_shape)),)

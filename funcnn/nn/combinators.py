@@ -27,6 +27,15 @@ def error_within(err: Exception, where: str) -> Exception:
     return err
 
 
+def children_penalty(keys: Sequence[str], layers: Sequence[Layer], params: Params) -> Array:
+    """A combinator's penalty: the sum of its children's, each on its params under its key."""
+    total = jnp.zeros((), jnp.float32)
+    for name, layer in zip(keys, layers, strict=True):
+        if name in params:
+            total = total + layer.penalty(params[name])
+    return total
+
+
 def output_shape(layer: Layer, params: Params, state: State, input_shape: Shape,
                  dtype: DTypeLike | None = None) -> Shape:
     """Per-example output shape of `layer.apply` on an input of `input_shape` (of `dtype`,
@@ -102,11 +111,7 @@ def serial(*layers: Layer) -> Layer:
         return x, new_state
 
     def penalty(params: Params) -> Array:
-        total = jnp.zeros((), jnp.float32)
-        for name, layer in zip(keys, layers, strict=True):
-            if name in params:
-                total = total + layer.penalty(params[name])
-        return total
+        return children_penalty(keys, layers, params)
 
     def child_inputs(input_shape: Shape) -> tuple[tuple[str, Layer, Shape], ...]:
         wiring = []
