@@ -185,3 +185,52 @@ def test_input_errors() -> None:
     with pytest.raises(ValueError, match=r"check_gradients: floor must be a finite number > 0, "
                                          r"got -1.0"):
         fn.check_gradients(lambda p: jnp.sum(p), jnp.ones(3), floor=-1.0)
+
+
+def training_objective_parts() -> tuple[fn.Layer, fn.Layer, Params, Array, Array]:
+    """A 4-6-3 tanh net ending in Softmax with L2 penalties on both Dense layers, its body
+    without the Softmax (same params), float64 params and a batch of 16."""
+    glorot, tenth = fn.initializers.glorot_normal(), fn.initializers.constant(0.1)
+    hidden = fn.Dense(6, w_l2=1e-2, b_l2=5e-3, w_init=glorot, b_init=tenth, dtype=jnp.float64)
+    out = fn.Dense(3, w_l2=2e-2, b_l2=1e-3, w_init=glorot, b_init=tenth, dtype=jnp.float64)
+    net = fn.serial(hidden, fn.Tanh(), out, fn.Softmax())
+    body = fn.serial(hidden, fn.Tanh(), out)
+    params, _ = net.init(jax.random.key(4), (4,))
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.normal(size=(16, 4)))
+    y = jnp.asarray(rng.integers(0, 3, size=16))
+    return net, body, params, x, y
+
+
+@pytest.mark.parametrize("form", ["softmax_then_cce", "fused_softmax_cce"])
+def test_whole_training_objective_matches_finite_differences_to_1e_8(form: str) -> None:
+    """`mean(cce(net(x), y)) + net.penalty(params)` in float64, w.r.t. every param, at a
+    smooth point: tanh has no kink and every probability is far from the clip (1e-7), so
+    the book's clipped-log gradient is the true one. The fused form (the body's logits
+    through `softmax_categorical_crossentropy`, as `fit` trains such a net) has the same
+    value and, with its custom JVP, the same gradient."""
+    with jax.enable_x64(True):
+        net, body, params, x, y = training_objective_parts()
+        assert {a.dtype for a in jax.tree.leaves(params)} == {jnp.dtype(jnp.float64)}
+
+        def objective(p: Params) -> Array:
+            if form == "softmax_then_cce":
+                data = losses.categorical_crossentropy(net.apply(p, {}, x)[0], y)
+            else:
+                data = losses.softmax_categorical_crossentropy(body.apply(p, {}, x)[0], y)
+            return data.mean() + net.penalty(p)
+
+        probs, penalty, value, grads = jax.jit(lambda p: (
+            net.apply(p, {}, x)[0], net.penalty(p), *jax.value_and_grad(objective)(p)))(params)
+        probs = np.asarray(probs)
+        assert probs.dtype == np.float64 and value.dtype == jnp.float64
+        assert probs.min() > 1e-3 and probs.max() < 1 - 1e-3  # clip 1e-7: far away
+        assert penalty > 1e-3  # the penalties are part of the objective
+        expected = -np.mean(np.log(probs[np.arange(16), np.asarray(y)])) + float(penalty)
+        np.testing.assert_allclose(float(value), expected, rtol=1e-14)
+        # a central difference errs by about 2e-16 |f| / eps (rounding) plus eps^2 |f'''| / 6
+        # (truncation): at eps = 2e-5 about 3e-11 here, against gradients of at least 2e-3
+        result = fn.check_gradients(objective, params, eps=2e-5)
+        assert set(result.errors) == {"0_dense/w", "0_dense/b", "2_dense/w", "2_dense/b"}
+        assert min(float(jnp.min(jnp.abs(g))) for g in jax.tree.leaves(grads)) > 1e-3
+        result.assert_close(1e-8)
