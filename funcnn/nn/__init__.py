@@ -17,6 +17,7 @@ from funcnn.nn.activation import (
     Tanh,
     is_last_axis_softmax,
 )
+from funcnn.nn.attention import MultiHeadAttention, attention_weights
 from funcnn.nn.branches import fan_out, residual
 from funcnn.nn.combinators import error_within, named, output_shape, serial
 from funcnn.nn.conv import Conv1D, Conv2D, ConvTranspose2D
@@ -28,12 +29,15 @@ from funcnn.nn.layer import (
     Layer,
     check_float_input,
     check_input_shape,
+    check_input_shapes,
     example_input,
     init_shapes,
+    is_pair_shape,
     no_penalty,
     parameter_free,
     parameter_free_init,
 )
+from funcnn.nn.masking import drop_mask, keep_mask
 from funcnn.nn.normalization import BatchNorm, GroupNorm, LayerNorm, RMSNorm
 from funcnn.nn.pool import (
     AvgPool1D,
@@ -71,6 +75,7 @@ __all__ = [
     "LogSoftmax",
     "MaxPool1D",
     "MaxPool2D",
+    "MultiHeadAttention",
     "RMSNorm",
     "ReLU",
     "Sigmoid",
@@ -78,13 +83,18 @@ __all__ = [
     "Step",
     "SummaryRow",
     "Tanh",
+    "attention_weights",
     "check_float_input",
     "check_input_shape",
+    "check_input_shapes",
+    "drop_mask",
     "error_within",
     "example_input",
     "fan_out",
     "init_shapes",
     "is_last_axis_softmax",
+    "is_pair_shape",
+    "keep_mask",
     "mixed_precision",
     "named",
     "no_penalty",

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import MappingProxyType
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from funcnn.nn.combinators import child_keys, children_penalty, error_within, output_shape
 from funcnn.nn.errors import LayerError
-from funcnn.nn.layer import Layer, check_input_shape
+from funcnn.nn.layer import Layer, check_input_shapes
 from funcnn.typing import Array, Params, PRNGKey, Shape, State
 
 __all__ = ["fan_out", "residual"]
@@ -52,7 +53,7 @@ def _branches(name: str, layers: Sequence[Layer], merge: str, config: dict[str, 
     keys = _check_layers(name, layers)
 
     def init(key: PRNGKey, input_shape: Shape) -> tuple[Params, State]:
-        shape = check_input_shape(name, input_shape, min_rank=0)
+        shape = check_input_shapes(name, input_shape)
         params: Params = {}
         state: State = {}
         shapes = []
@@ -116,9 +117,19 @@ def fan_out(*layers: Layer, merge: str = "concat") -> Layer:
     return _branches("fan_out", layers, merge, {"merge": merge})
 
 
+def _values(x: Any) -> Any:
+    """The values of a pair `(x, mask)` (or of a pair's shape); anything else as it is."""
+    return x[0] if isinstance(x, tuple | list) and not is_shape(x) else x
+
+
+def is_shape(value: object) -> bool:
+    return isinstance(value, tuple | list) and all(isinstance(d, int) for d in value)
+
+
 def residual(layer: Layer) -> Layer:
     """`x + layer(x)`, for a layer whose output has its input's shape (checked at init and
-    apply); its params and state sit under the layer's key, as in `serial`."""
+    apply); its params and state sit under the layer's key, as in `serial`. On a pair
+    `(x, mask)`: `(x + values of layer((x, mask)), mask)`, so the mask flows on."""
     if not isinstance(layer, Layer):
         raise TypeError(f"residual: expected a Layer, got {type(layer).__name__}")
     (key_name,) = child_keys([layer])
@@ -129,13 +140,13 @@ def residual(layer: Layer) -> Layer:
                              f"{tuple(shape_out)}; x + layer(x) needs equal shapes")
 
     def init(key: PRNGKey, input_shape: Shape) -> tuple[Params, State]:
-        shape = check_input_shape("residual", input_shape, min_rank=0)
+        shape = check_input_shapes("residual", input_shape)
         try:
             p, s = layer.init(jax.random.fold_in(key, 0), shape)
             out = output_shape(layer, p, s, shape)
         except Exception as err:
             raise error_within(err, "residual[0]") from None
-        same_shape(shape, out)
+        same_shape(_values(shape), _values(out))
         return ({key_name: p} if p else {}), ({key_name: s} if s else {})
 
     def apply(params: Params, state: State, x: Array, *, key: PRNGKey | None = None,
@@ -146,9 +157,12 @@ def residual(layer: Layer) -> Layer:
                                key=child_rng, train=train)
         except Exception as err:
             raise error_within(err, "residual[0]") from None
-        x = jnp.asarray(x)
-        same_shape(x.shape, y.shape)
-        return x + y, ({key_name: s} if s else {})
+        new_state = {key_name: s} if s else {}
+        values, y_values = jnp.asarray(_values(x)), jnp.asarray(_values(y))
+        same_shape(values.shape, y_values.shape)
+        if isinstance(x, tuple | list):
+            return (values + y_values, *x[1:]), new_state
+        return values + y_values, new_state
 
     def penalty(params: Params) -> Array:
         return children_penalty([key_name], [layer], params)

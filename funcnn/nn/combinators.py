@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import MappingProxyType
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from funcnn.nn.errors import LayerError
-from funcnn.nn.layer import Layer, check_input_shape, example_input
+from funcnn.nn.layer import Layer, check_input_shapes, example_input
 from funcnn.typing import Array, DTypeLike, Params, PRNGKey, Shape, State
 
 
@@ -42,6 +43,9 @@ def output_shape(layer: Layer, params: Params, state: State, input_shape: Shape,
     by default the layer's own input dtype, see `example_input`), by eval_shape."""
     x = example_input(layer, input_shape, dtype)
     out = jax.eval_shape(lambda p, s, v: layer.apply(p, s, v)[0], params, state, x)
+    if isinstance(out, tuple):  # a pair (x, mask) out
+        pair: Any = tuple(tuple(o.shape) for o in out)
+        return pair  # type: ignore[no-any-return]
     return tuple(out.shape)
 
 
@@ -82,7 +86,7 @@ def serial(*layers: Layer) -> Layer:
     compiled_build = jax.jit(build, static_argnums=1)
 
     def init(key: PRNGKey, input_shape: Shape) -> tuple[Params, State]:
-        shape = check_input_shape("serial", input_shape, min_rank=0)
+        shape = check_input_shapes("serial", input_shape)
         result: tuple[Params, State] = compiled_build(key, shape)
         return result
 

@@ -89,19 +89,39 @@ def init_shapes(net: Layer, input_shape: Shape, key: PRNGKey | None = None,
     """The shapes and dtypes of `net.init(key, input_shape)` without computing it: trees of
     `jax.ShapeDtypeStruct`, e.g. a checkpoint template. (`jax.eval_shape(net.init, key,
     shape)` cannot work: it traces the shape tuple too.)"""
-    shape = check_input_shape(net.name, input_shape, min_rank=0)
+    shape = check_input_shapes(net.name, input_shape)
     init_key = jax.random.key(0) if key is None else key
     result: tuple[Params, State] = jax.eval_shape(lambda k: net.init(k, shape), init_key)
     return result
 
 
-def example_input(layer: Layer, input_shape: Shape, dtype: DTypeLike | None = None,
-                  ) -> jax.ShapeDtypeStruct:
+def is_pair_shape(input_shape: object) -> bool:
+    """True for the shape of a pair input `(x, mask)`: a tuple of shapes, not of ints."""
+    return isinstance(input_shape, tuple | list) and len(input_shape) > 0 and all(
+        isinstance(s, tuple | list) for s in input_shape)
+
+
+def example_input(layer: Layer, input_shape: Any, dtype: DTypeLike | None = None,
+                  ) -> Any:
     """An abstract input of `input_shape` for `layer`: of `dtype` when given, else of the
-    layer's `input_dtype` (integer ids), else float32."""
+    layer's `input_dtype` (integer ids), else float32. For a pair shape `((T, F), (T,))`
+    the pair `(x, mask)`: x as above, the mask bool."""
     chosen = dtype if dtype is not None else (
         layer.input_dtype if layer.input_dtype is not None else jnp.float32)
+    if is_pair_shape(input_shape):
+        first, *rest = input_shape
+        return (jax.ShapeDtypeStruct(tuple(first), chosen),  # type: ignore[no-untyped-call]
+                *(jax.ShapeDtypeStruct(tuple(s), jnp.bool_)  # type: ignore[no-untyped-call]
+                  for s in rest))
     return jax.ShapeDtypeStruct(tuple(input_shape), chosen)  # type: ignore[no-untyped-call]
+
+
+def check_input_shapes(name: str, input_shape: Any) -> Any:
+    """`input_shape` for a layer that also takes the pair `(x, mask)`: one shape (checked
+    as by `check_input_shape`, any rank) or a tuple of such shapes."""
+    if is_pair_shape(input_shape):
+        return tuple(check_input_shape(name, s, min_rank=0) for s in input_shape)
+    return check_input_shape(name, input_shape, min_rank=0)
 
 
 def check_input_shape(name: str, input_shape: Shape, min_rank: int = 1) -> Shape:
@@ -111,6 +131,10 @@ def check_input_shape(name: str, input_shape: Shape, min_rank: int = 1) -> Shape
         raise LayerError(name, "input_shape is traced (jax.eval_shape(net.init, key, shape) "
                          "traces the shape too); use funcnn.init_shapes(net, shape), or "
                          "jax.eval_shape(lambda k: net.init(k, shape), key)")
+    if is_pair_shape(input_shape):
+        raise LayerError(name, f"takes one array, not the pair of shapes {input_shape!r} "
+                         "(a pair (x, mask) goes to a layer that takes one, e.g. "
+                         "MultiHeadAttention)")
     if not isinstance(input_shape, tuple | list) or not all(
         isinstance(d, int) and not isinstance(d, bool) for d in input_shape
     ):

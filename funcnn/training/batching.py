@@ -33,10 +33,19 @@ def on_device(value: ArrayLike) -> Array:
     return placed
 
 
-def check_data(where: str, x: ArrayLike, y: ArrayLike | None = None,
-               input_dtype: DTypeLike | None = None) -> tuple[Array, Array | None]:
-    """Move data to the device and check it: one sample per row of x and y; x floating, or
-    integer for a network whose `input_dtype` is integer (token ids)."""
+def rows_of(x: PyTree) -> int:
+    """The number of samples of `x`: one array, or the pair `(x, mask)` (its first array)."""
+    return int(jax.tree.leaves(x)[0].shape[0])
+
+
+def take_rows(x: PyTree, rows: Array) -> PyTree:
+    """`x[rows]` for one array or each array of a pair `(x, mask)`."""
+    return jax.tree.map(lambda a: a[rows], x)
+
+
+def _check_x(where: str, x: ArrayLike, input_dtype: DTypeLike | None) -> Array:
+    """One x array on the device: a leading sample axis; floating, or integer for a
+    network whose `input_dtype` is integer (token ids)."""
     x_arr = on_device(x)
     if x_arr.ndim < 1:
         raise ValueError(f"{where}: x must have a leading sample axis, got a scalar")
@@ -50,12 +59,39 @@ def check_data(where: str, x: ArrayLike, y: ArrayLike | None = None,
                         "network that starts with an Embedding)")
     if x_arr.shape[0] == 0:
         raise ValueError(f"{where}: x holds no samples")
+    return x_arr
+
+
+def _check_pair(where: str, x: tuple[Any, ...], input_dtype: DTypeLike | None,
+                ) -> tuple[Array, ...]:
+    """The pair `(x, mask)` on the device: x as `_check_x`, a bool mask per row of x."""
+    if len(x) != 2:
+        raise ValueError(f"{where}: x is a pair (x, mask) or one array, got {len(x)} arrays")
+    values = _check_x(where, x[0], input_dtype)
+    mask = on_device(x[1])
+    if mask.dtype != jnp.bool_:
+        raise TypeError(f"{where}: the mask of the pair (x, mask) must be bool (True: a real "
+                        f"position), got {mask.dtype}")
+    if mask.ndim < 1 or mask.shape[0] != values.shape[0]:
+        got = mask.shape[0] if mask.ndim else "a scalar"
+        raise ValueError(f"{where}: x has {values.shape[0]} samples but its mask has {got}")
+    return values, mask
+
+
+def check_data(where: str, x: ArrayLike | tuple[ArrayLike, ...], y: ArrayLike | None = None,
+               input_dtype: DTypeLike | None = None) -> tuple[PyTree, Array | None]:
+    """Move data to the device and check it: one sample per row of x (one array, or the
+    pair `(x, mask)`) and of y; x floating, or integer for a network whose `input_dtype` is
+    integer (token ids)."""
+    x_arr: PyTree = (_check_pair(where, x, input_dtype) if isinstance(x, tuple | list)
+                     else _check_x(where, x, input_dtype))
     if y is None:
         return x_arr, None
+    n = rows_of(x_arr)
     y_arr = on_device(y)
-    if y_arr.ndim < 1 or y_arr.shape[0] != x_arr.shape[0]:
+    if y_arr.ndim < 1 or y_arr.shape[0] != n:
         got = y_arr.shape[0] if y_arr.ndim else "a scalar"
-        raise ValueError(f"{where}: x has {x_arr.shape[0]} samples but y has {got}")
+        raise ValueError(f"{where}: x has {n} samples but y has {got}")
     return x_arr, y_arr
 
 

@@ -88,29 +88,36 @@ def refuse_traced(where: str, tree: PyTree) -> None:
         raise TypeError(HOST_LEVEL.format(where=where))
 
 
-def example_output(where: str, net: Layer, params: Params, state: State, x: Array,
+def example_output(where: str, net: Layer, params: Params, state: State, x: PyTree,
                    ) -> jax.ShapeDtypeStruct:
-    """The network's output for one example of `x` (shape `x.shape[1:]`), traced abstractly.
-    A shape that does not fit the network raises its error with `where` in front and the
-    hint that x needs a leading sample axis."""
+    """The network's output for one example of `x` (shape `x.shape[1:]`; each array's for
+    a pair `(x, mask)`), traced abstractly. A shape that does not fit the network raises
+    its error with `where` in front and the hint that x needs a leading sample axis."""
     leaves, tree = jax.tree.flatten((params, state))
     signature = tuple((tuple(leaf.shape), np.dtype(leaf.dtype)) for leaf in leaves)
+    x_leaves, x_tree = jax.tree.flatten(x)
+    example = tuple((tuple(a.shape[1:]), np.dtype(a.dtype)) for a in x_leaves)
     try:
-        return _traced_output(net, tree, signature, tuple(x.shape[1:]), np.dtype(x.dtype))
+        return _traced_output(net, tree, signature, x_tree, example)
     except LayerError as err:
-        hint = (f"; x holds {x.shape[0]} examples of shape {x.shape[1:]} (a leading sample "
+        shapes = [a.shape[1:] for a in x_leaves]
+        hint = (f"; x holds {x_leaves[0].shape[0]} examples of shape "
+                f"{shapes[0] if len(shapes) == 1 else tuple(shapes)} (a leading sample "
                 "axis; for one example use x[None])")
         raise type(err)(where, f"{err}{hint}") from None
 
 
 @lru_cache(maxsize=256)
 def _traced_output(net: Layer, tree: Any, signature: tuple[tuple[Shape, Any], ...],
-                   example_shape: Shape, dtype: Any) -> jax.ShapeDtypeStruct:
-    """`example_output`'s trace, once per network, param shapes and example shape."""
+                   x_tree: Any, x_signature: tuple[tuple[Shape, Any], ...],
+                   ) -> jax.ShapeDtypeStruct:
+    """`example_output`'s trace, once per network, param shapes and example shapes."""
     params, state = jax.tree.unflatten(tree, [
         jax.ShapeDtypeStruct(shape, leaf_dtype)  # type: ignore[no-untyped-call]
         for shape, leaf_dtype in signature])
-    example = jax.ShapeDtypeStruct(example_shape, dtype)  # type: ignore[no-untyped-call]
+    example = jax.tree.unflatten(x_tree, [
+        jax.ShapeDtypeStruct(shape, leaf_dtype)  # type: ignore[no-untyped-call]
+        for shape, leaf_dtype in x_signature])
     out: jax.ShapeDtypeStruct = jax.eval_shape(lambda p, s, v: net.apply(p, s, v)[0], params,
                                                state, example)
     return out
@@ -227,8 +234,8 @@ def member_template(tree: PyTree) -> PyTree:
         lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), tree)  # type: ignore[no-untyped-call]
 
 
-def checked_pair(where: str, net: Layer, params: Params, state: State, x: ArrayLike,
-                 y: ArrayLike | None) -> tuple[Array, Array]:
+def checked_pair(where: str, net: Layer, params: Params, state: State, x: Any,
+                 y: ArrayLike | None) -> tuple[PyTree, Array]:
     """`x` and its targets `y` on the device after every check of this module (see
     `checked_inputs`); `y` None is an error."""
     if y is None:
@@ -239,7 +246,7 @@ def checked_pair(where: str, net: Layer, params: Params, state: State, x: ArrayL
 
 
 def checked_inputs(where: str, net: Layer, params: Params, state: State,
-                   x: ArrayLike) -> Array:
+                   x: Any) -> PyTree:
     """`x` on the device after every check of this module: one example of x fits the
     network, and its values pass `check_values`. Floating data is cast once to the
     params' floating dtype (float64 NumPy data for a float32 network becomes float32, and
@@ -248,15 +255,17 @@ def checked_inputs(where: str, net: Layer, params: Params, state: State,
     return _checked(where, net, params, state, x, None)[0]
 
 
-def _checked(where: str, net: Layer, params: Params, state: State, x: ArrayLike,
-             y: ArrayLike | None) -> tuple[Array, Array | None]:
+def _checked(where: str, net: Layer, params: Params, state: State, x: Any,
+             y: ArrayLike | None) -> tuple[Any, Array | None]:
     dtype = param_dtype(params)
-    x = _in_dtype(x, dtype)
+    pair = isinstance(x, tuple | list)
+    x = tuple(_in_dtype(a, dtype) for a in x) if pair else _in_dtype(x, dtype)
     y = None if y is None else _in_dtype(y, dtype)
     x_arr, y_arr = check_data(where, x, y, net.input_dtype)
     out = example_output(where, net, params, state, x_arr)
-    if isinstance(x, np.ndarray) and (y is None or isinstance(y, np.ndarray)):
-        check_values(where, net, x, y, out)  # host data, checked where it is: no compile
+    values, values_arr = (x[0], x_arr[0]) if pair else (x, x_arr)  # masks are bool: no check
+    if isinstance(values, np.ndarray) and (y is None or isinstance(y, np.ndarray)):
+        check_values(where, net, values, y, out)  # host data, checked where it is: no compile
     else:
-        check_values(where, net, x_arr, y_arr, out)
+        check_values(where, net, values_arr, y_arr, out)
     return x_arr, y_arr

@@ -22,6 +22,7 @@ from funcnn import parallel
 from funcnn.nn.layer import Layer
 from funcnn.optim.base import GradientTransformation
 from funcnn.optim.hyperparams import replace_hyperparams
+from funcnn.training.batching import rows_of
 from funcnn.training.checks import (
     check_batch_size,
     checked_inputs,
@@ -174,7 +175,7 @@ def fit_ensemble(net: Layer, params: Params, state: State, optimizer: GradientTr
     histories = [History() for _ in range(members)]
     diverged: list[int | None] = [None] * members
     chunk = epochs_per_program(prep.n_batches, epochs, has_callbacks=False,
-                               order_entries=members * prep.x.shape[0] if cfg.shuffle else 0)
+                               order_entries=members * rows_of(prep.x) if cfg.shuffle else 0)
     bar = ProgressBar(epochs, enabled=progress)
     done = 0
     try:
@@ -183,7 +184,7 @@ def fit_ensemble(net: Layer, params: Params, state: State, optimizer: GradientTr
             active = np.arange(done, done + chunk) < epochs
             params, state, opt_state, logs = _run_ensemble_jit(
                 cfg, params, state, opt_state, prep.x, prep.y, prep.x_val, prep.y_val, keys,
-                *epoch_inputs(cfg, ids, active, seeds, prep.x.shape[0]))
+                *epoch_inputs(cfg, ids, active, seeds, rows_of(prep.x)))
             _record(jax.device_get(logs), ids, histories, diverged, bar)
             done += chunk
     finally:
@@ -222,7 +223,7 @@ def predict_ensemble(net: Layer, params: Params, state: State, x: ArrayLike, *,
     leading_size(state, "predict_ensemble (state)", members)
     one_params, one_state = member_template((params, state))
     x_arr = checked_inputs("predict_ensemble", net, one_params, one_state, x)
-    size = check_batch_size("predict_ensemble", batch_size, x_arr.shape[0])
+    size = check_batch_size("predict_ensemble", batch_size, rows_of(x_arr))
     outputs: Array = _predict_members(net, params, state, x_arr, size)
     return jnp.mean(outputs, axis=0) if reduce == "mean" else outputs
 
@@ -244,7 +245,7 @@ def evaluate_ensemble(net: Layer, params: Params, state: State, loss: LossFn, x:
     leading_size(state, "evaluate_ensemble (state)", members)
     one_params, one_state = member_template((params, state))
     x_arr, y_arr = checked_pair("evaluate_ensemble", net, one_params, one_state, x, y)
-    size = check_batch_size("evaluate_ensemble", batch_size, x_arr.shape[0])
+    size = check_batch_size("evaluate_ensemble", batch_size, rows_of(x_arr))
     result: Evaluation = _evaluate_members(net, params, state, loss, metric, x_arr, y_arr, size)
     return result
 

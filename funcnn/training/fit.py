@@ -15,6 +15,7 @@ from jax.sharding import Mesh
 from funcnn import parallel
 from funcnn.nn.layer import Layer
 from funcnn.optim.base import GradientTransformation
+from funcnn.training.batching import rows_of
 from funcnn.training.checks import (
     check_batch_size,
     check_count,
@@ -91,7 +92,7 @@ def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransfo
     if mesh is not None:
         mesh = parallel.check_data_mesh(where, mesh)
     x_arr, y_arr = checked_pair(where, net, *template, x, y)
-    n = x_arr.shape[0]
+    n = rows_of(x_arr)
     size = check_batch_size(where, batch_size, n)
     if mesh is not None:
         parallel.check_divisible(where, batch_size, size, mesh)
@@ -105,8 +106,8 @@ def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransfo
         _check_same_examples(where, x_arr, y_arr, x_val, y_val)
         val_size = check_batch_size(f"{where} (validation_data)",
                                     validation_batch_size or min(batch_size or n,
-                                                                 x_val.shape[0]),
-                                    x_val.shape[0])
+                                                                 rows_of(x_val)),
+                                    rows_of(x_val))
     if unroll is None:
         unroll = auto_unroll(size, count_params(template[0]))
     elif not isinstance(unroll, int) or isinstance(unroll, bool) or unroll < 1:
@@ -119,15 +120,24 @@ def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransfo
                        initial_epoch)
 
 
-def _check_same_examples(where: str, x: Array, y: Array, x_val: Array,
+def _check_same_examples(where: str, x: PyTree, y: Array, x_val: PyTree,
                          y_val: Array | None) -> None:
-    """Validation examples must have the shapes and dtypes of the training examples."""
-    pairs = (("x", x, x_val), ("y", y, y_val))
-    for name, train, val in pairs:
-        if val is not None and (train.shape[1:] != val.shape[1:] or train.dtype != val.dtype):
+    """Validation examples must have the shapes and dtypes of the training examples (for
+    a pair `(x, mask)`, array by array)."""
+    def describe(tree: PyTree) -> str:
+        leaves = jax.tree.leaves(tree)
+        parts = [f"{a.shape[1:]} ({a.dtype})" for a in leaves]
+        return parts[0] if len(parts) == 1 else "(" + ", ".join(parts) + ")"
+
+    for name, train, val in (("x", x, x_val), ("y", y, y_val)):
+        if val is None:
+            continue
+        same = jax.tree.structure(train) == jax.tree.structure(val) and all(  # type: ignore[operator]
+            a.shape[1:] == b.shape[1:] and a.dtype == b.dtype
+            for a, b in zip(jax.tree.leaves(train), jax.tree.leaves(val), strict=True))
+        if not same:
             raise ValueError(f"{where}: validation_data's {name} has examples of shape "
-                             f"{val.shape[1:]} ({val.dtype}) but the training {name}'s are "
-                             f"{train.shape[1:]} ({train.dtype})")
+                             f"{describe(val)} but the training {name}'s are {describe(train)}")
 
 
 def owned_copy(cfg: TrainConfig, tree: PyTree) -> PyTree:
@@ -185,14 +195,14 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
     history = History()
     epochs, initial_epoch = prep.epochs, prep.initial_epoch
     chunk = epochs_per_program(prep.n_batches, epochs, bool(callbacks),
-                               order_entries=prep.x.shape[0] if cfg.shuffle else 0)
+                               order_entries=rows_of(prep.x) if cfg.shuffle else 0)
     bar = ProgressBar(epochs, enabled=progress)
     done = 0
     try:
         while done < epochs:
             ids = np.arange(initial_epoch + done, initial_epoch + done + chunk, dtype=np.int32)
             active = np.arange(done, done + chunk) < epochs
-            inputs = epoch_inputs(cfg, ids, active, seed, prep.x.shape[0])
+            inputs = epoch_inputs(cfg, ids, active, seed, rows_of(prep.x))
             start = owned_copy(cfg, (params, state, opt_state))
             params, state, opt_state, logs = run_epochs_jit(
                 cfg, params, state, opt_state, prep.x, prep.y, prep.x_val, prep.y_val, key,
@@ -207,7 +217,7 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
                     before = active & (np.arange(chunk) < i)
                     params, state, opt_state, _ = run_epochs_jit(
                         cfg, *start, prep.x, prep.y, prep.x_val, prep.y_val, key,
-                        *epoch_inputs(cfg, ids, before, seed, prep.x.shape[0]))
+                        *epoch_inputs(cfg, ids, before, seed, rows_of(prep.x)))
                     raise NonFiniteLossError(int(ids[i]), FitResult(params, state, opt_state,
                                                                     history))
                 history.append(int(ids[i]), epoch_logs)

@@ -20,6 +20,8 @@ from funcnn.training.batching import (
     check_batch_rows,
     checked_per_example,
     figure_dtype,
+    rows_of,
+    take_rows,
 )
 from funcnn.training.checks import check_batch_size, checked_inputs, checked_pair, refuse_traced
 from funcnn.typing import Array, ArrayLike, LossFn, MetricFn, Params, State
@@ -44,12 +46,12 @@ def evaluate_arrays(net: Layer, params: Params, state: State, loss: LossFn,
                     batch_sharding: Sharding | None = None) -> Evaluation:
     """Pure, traceable body of `evaluate`: a scan over batches in inference mode
     (each batch laid out by `batch_sharding` when given)."""
-    idx, weights = batch_plan(x.shape[0], batch_size)
+    idx, weights = batch_plan(rows_of(x), batch_size)
 
     def body(totals: tuple[Array, Array], batch: tuple[Array, Array]) -> tuple[
             tuple[Array, Array], None]:
         rows, w = batch
-        xb, yb, w = _split((x[rows], y[rows], w), batch_sharding)
+        xb, yb, w = _split((take_rows(x, rows), y[rows], w), batch_sharding)
         pred, _ = net.apply(params, state, xb, train=False)
         check_batch_rows("evaluate: the network's output", pred, batch_size)
         loss_sum = totals[0] + jnp.sum(w * checked_per_example("loss", loss, pred, yb)).astype(acc)
@@ -62,7 +64,7 @@ def evaluate_arrays(net: Layer, params: Params, state: State, loss: LossFn,
     acc = figure_dtype(params)
     zero = jnp.zeros((), acc)
     (loss_sum, metric_sum), _ = jax.lax.scan(body, (zero, zero), (idx, weights))
-    n = jnp.asarray(x.shape[0], acc)
+    n = jnp.asarray(rows_of(x), acc)
     accuracy = metric_sum / n if metric is not None else jnp.asarray(jnp.nan, acc)
     return Evaluation(loss_sum / n, accuracy)
 
@@ -73,7 +75,7 @@ def evaluate(net: Layer, params: Params, state: State, loss: LossFn, x: ArrayLik
     """Mean data loss and metric of `net` on `(x, y)` in inference mode (book chapter 20)."""
     refuse_traced("evaluate", (params, state, x, y))
     x_arr, y_arr = checked_pair("evaluate", net, params, state, x, y)
-    size = check_batch_size("evaluate", batch_size, x_arr.shape[0])
+    size = check_batch_size("evaluate", batch_size, rows_of(x_arr))
     return _evaluate_jit(net, params, state, loss, metric, x_arr, y_arr, size)  # type: ignore[no-any-return]
 
 
@@ -81,16 +83,17 @@ def predict_arrays(net: Layer, params: Params, state: State, x: Array, batch_siz
                    batch_sharding: Sharding | None = None) -> Array:
     """Pure, traceable body of `predict`: outputs `(N, ...)` in inference mode (each batch
     laid out by `batch_sharding` when given)."""
-    idx, _ = batch_plan(x.shape[0], batch_size)
+    idx, _ = batch_plan(rows_of(x), batch_size)
 
     def body(carry: None, rows: Array) -> tuple[None, Array]:
-        pred = net.apply(params, state, *_split((x[rows],), batch_sharding), train=False)[0]
+        batch = _split((take_rows(x, rows),), batch_sharding)
+        pred = net.apply(params, state, *batch, train=False)[0]
         check_batch_rows("predict: the network's output", pred, batch_size)
         return carry, pred
 
     _, outputs = jax.lax.scan(body, None, idx)
     flat = outputs.reshape((-1, *outputs.shape[2:]))
-    return flat[: x.shape[0]]
+    return flat[: rows_of(x)]
 
 
 def predict(net: Layer, params: Params, state: State, x: ArrayLike, *,
@@ -98,7 +101,7 @@ def predict(net: Layer, params: Params, state: State, x: ArrayLike, *,
     """Outputs of `net` for every sample of `x` (inference mode), computed in batches."""
     refuse_traced("predict", (params, state, x))
     x_arr = checked_inputs("predict", net, params, state, x)
-    size = check_batch_size("predict", batch_size, x_arr.shape[0])
+    size = check_batch_size("predict", batch_size, rows_of(x_arr))
     return _predict_jit(net, params, state, x_arr, size)  # type: ignore[no-any-return]
 
 

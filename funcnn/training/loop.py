@@ -10,7 +10,7 @@ import numpy as np
 from funcnn import parallel
 from funcnn.optim.hyperparams import learning_rate
 from funcnn.optim.loss_scale import loss_scale, skipped_steps
-from funcnn.training.batching import batch_plan, figure_dtype
+from funcnn.training.batching import batch_plan, figure_dtype, rows_of, take_rows
 from funcnn.training.config import TrainConfig, replicated, split_rows
 from funcnn.training.inference import evaluate_arrays
 from funcnn.training.step import batch_update
@@ -45,7 +45,7 @@ def _train_epoch(cfg: TrainConfig, carry: tuple[Params, State, PyTree], x: Array
     summed data loss and metric, and the mean over the epoch's steps of the penalty at each
     step's params (before its update): the regularization that was optimized."""
     params, state, opt_state = carry
-    n = x.shape[0]
+    n = rows_of(x)
     if cfg.batch_size is None:
         xb, yb = split_rows(cfg, (x, y))
         params, state, opt_state, fig = batch_update(
@@ -69,7 +69,8 @@ def _train_epoch(cfg: TrainConfig, carry: tuple[Params, State, PyTree], x: Array
                                                                Array, Array], None]:
         p, s, o, loss_acc, metric_acc, reg_acc = inner
         rows, w, i = batch
-        xb, yb, wb = split_rows(cfg, (x[rows], y[rows], None if weights_or_none is None else w))
+        xb, yb, wb = split_rows(cfg, (take_rows(x, rows), y[rows],
+                                     None if weights_or_none is None else w))
         p, s, o, fig = batch_update(
             cfg.net, cfg.loss, cfg.optimizer, cfg.metric, p, s, o, xb, yb, wb,
             jax.random.fold_in(dropout_key, i), None if wb is None else batch_counts[i])
@@ -97,7 +98,7 @@ def run_epochs(cfg: TrainConfig, params: Params, state: State, opt_state: PyTree
     `(len(epoch_ids),)`: `History` names plus `finite` and `ran` flags). `jax.vmap` over
     params, state, opt_state and key trains an ensemble (see `funcnn.training.ensemble`)."""
     acc = figure_dtype(params)
-    n = jnp.asarray(x.shape[0], acc)
+    n = jnp.asarray(rows_of(x), acc)
     val_sharding = None
     if cfg.mesh is not None and cfg.val_batch_size % parallel.data_parallel_size(cfg.mesh) == 0:
         val_sharding = parallel.batch_sharding(cfg.mesh)

@@ -16,7 +16,12 @@ from funcnn.nn.layer import Layer
 from funcnn.nn.precision import without_output_softmax
 from funcnn.optim.base import GradientTransformation, apply_updates
 from funcnn.optim.loss_scale import loss_scale
-from funcnn.training.batching import check_batch_rows, checked_per_example, figure_dtype
+from funcnn.training.batching import (
+    check_batch_rows,
+    checked_per_example,
+    figure_dtype,
+    rows_of,
+)
 from funcnn.training.checks import check_optimizer, is_optimizer
 from funcnn.typing import Array, LossFn, MetricFn, Params, PRNGKey, PyTree, State
 
@@ -73,11 +78,11 @@ def batch_update(net: Layer, loss: LossFn, optimizer: GradientTransformation,
     def objective(p: Params) -> tuple[Array, tuple[BatchFigures, State]]:
         if body is None:
             pred, new_state = net.apply(p, state, x, key=key, train=True)
-            check_batch_rows("the network's output", pred, x.shape[0])
+            check_batch_rows("the network's output", pred, rows_of(x))
             per_example = checked_per_example("loss", loss, pred, y)
         else:  # the book's combined softmax + cross-entropy: same value, fused gradient
             logits, new_state = body.apply(p, state, x, key=key, train=True)
-            check_batch_rows("the network's output", logits, x.shape[0])
+            check_batch_rows("the network's output", logits, rows_of(x))
             per_example = checked_per_example("loss", _book_softmax_cce, logits, y)
             pred = activations.softmax(logits)
         w = jnp.ones_like(per_example) if weights is None else weights.astype(per_example.dtype)
@@ -120,7 +125,7 @@ def make_train_step(net: Layer, optimizer: GradientTransformation, loss: LossFn,
              key: PRNGKey | None = None, weights: Array | None = None,
              ) -> tuple[Params, State, PyTree, StepMetrics]:
         acc = figure_dtype(params)
-        count = (jnp.asarray(x.shape[0], acc) if weights is None
+        count = (jnp.asarray(rows_of(x), acc) if weights is None
                  else jnp.sum(weights).astype(acc))
         new_params, new_state, new_opt, figures = batch_update(
             net, loss, optimizer, metric, params, state, opt_state, x, y, weights, key)

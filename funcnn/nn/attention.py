@@ -1,0 +1,178 @@
+"""`MultiHeadAttention`: self-attention over a sequence `(..., T, F)`, optionally causal and
+with a padding mask given as the input pair `(x, mask)`.
+
+For heads `n` of width `h = features / n`: `q, k, v = x @ w_{q,k,v} + b_{q,k,v}` split into
+heads, `a = softmax(q k^T / sqrt(h) + masks)` over the keys, `y = concat_heads(a v) @ w_o +
+b_o`. Softmax and its logits run in at least float32. Without dropout in training the
+layer calls `jax.nn.dot_product_attention` (the fused kernel where a backend has one);
+with it, the same formula written out, dropping attention weights.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from funcnn.initializers import glorot_uniform, zeros
+from funcnn.nn.errors import LayerError, LayerTypeError
+from funcnn.nn.layer import Layer, check_float_input, check_input_shapes, no_penalty
+from funcnn.typing import Array, DTypeLike, Params, PRNGKey, Shape, State
+
+__all__ = ["MultiHeadAttention", "attention_weights"]
+
+PROJECTIONS = ("q", "k", "v", "o")
+
+
+def _check_settings(heads: object, features: object, dropout: object) -> None:
+    for label, value in (("heads", heads), ("features", features)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"MultiHeadAttention: {label} must be a positive int, got "
+                             f"{value!r}")
+    assert isinstance(features, int) and isinstance(heads, int)
+    if features % heads:
+        raise ValueError(f"MultiHeadAttention: features {features} must be a multiple of "
+                         f"heads {heads}")
+    if not (isinstance(dropout, int | float) and 0.0 <= dropout < 1.0):
+        raise ValueError(f"MultiHeadAttention: dropout must be in [0, 1), got {dropout!r}")
+
+
+def _sequence_shape(input_shape: Any) -> tuple[int, int]:
+    """(T, F) of one example, from `(T, F)` or the pair `((T, F), (T,))`."""
+    shapes = check_input_shapes("MultiHeadAttention", input_shape)
+    x_shape = shapes[0] if isinstance(shapes[0], tuple) else shapes
+    if len(x_shape) != 2:
+        raise LayerError("MultiHeadAttention", f"expects examples (T, F), got {x_shape}")
+    if isinstance(shapes[0], tuple) and (len(shapes) != 2 or shapes[1] != x_shape[:1]):
+        raise LayerError("MultiHeadAttention", "a pair input is (x, mask) with mask of "
+                         f"shape (T,) = {x_shape[:1]}, got shapes {shapes}")
+    return x_shape[0], x_shape[1]
+
+
+def _split_input(x: Any) -> tuple[Array, Array | None]:
+    """`x` or the pair `(x, mask)`, checked: float x `(..., T, F)`, bool mask `(..., T)`."""
+    mask = None
+    if isinstance(x, tuple | list):
+        if len(x) != 2:
+            raise LayerError("MultiHeadAttention", f"a pair input is (x, mask), got {len(x)} "
+                             "arrays")
+        x, mask = jnp.asarray(x[0]), jnp.asarray(x[1])
+    x = jnp.asarray(x)
+    check_float_input("MultiHeadAttention", x)
+    if x.ndim < 2:
+        raise LayerError("MultiHeadAttention", f"expects (..., T, F) inputs, got shape "
+                         f"{x.shape}")
+    if mask is not None:
+        if mask.dtype != jnp.bool_:
+            raise LayerTypeError("MultiHeadAttention", f"the mask must be bool (True: a real "
+                                 f"position), got {mask.dtype}")
+        if mask.shape != x.shape[:-1]:
+            raise LayerError("MultiHeadAttention", f"the mask has shape {mask.shape}; for x "
+                             f"of shape {x.shape} it must be {x.shape[:-1]}")
+    return x, mask
+
+
+def _check_params(params: Params, in_features: int, features: int) -> None:
+    if not isinstance(params, Mapping) or set(params) != set(PROJECTIONS):
+        found = sorted(params) if isinstance(params, Mapping) else type(params).__name__
+        raise LayerError("MultiHeadAttention", f"expected params with keys "
+                         f"{sorted(PROJECTIONS)}, got {found}")
+    for name in PROJECTIONS:
+        rows = features if name == "o" else in_features
+        w, b = params[name]["w"], params[name]["b"]
+        if w.shape != (rows, features) or b.shape != (features,):
+            raise LayerError("MultiHeadAttention", f"params '{name}' must be w {(rows, features)}"
+                             f", b {(features,)}; got {w.shape}, {b.shape}")
+
+
+def _allowed(t: int, mask: Array | None, causal: bool) -> Array | None:
+    """Which keys each query may see, broadcastable to `(..., heads, T, T)`; None: all."""
+    allowed = None
+    if causal:
+        allowed = jnp.tril(jnp.ones((t, t), jnp.bool_))
+    if mask is not None:
+        keys = mask[..., None, None, :]
+        allowed = keys if allowed is None else allowed & keys
+    return allowed
+
+
+def attention_weights(q: Array, k: Array, allowed: Array | None) -> Array:
+    """`softmax(q k^T / sqrt(h))` over the keys, `(..., heads, T, T)` in at least float32,
+    for `q, k: (..., T, heads, h)`; disallowed keys get the dtype's lowest logit (a row
+    with none allowed is uniform, not NaN)."""
+    wide = jnp.promote_types(q.dtype, jnp.float32)
+    logits = jnp.einsum("...tnh,...snh->...nts", q.astype(wide), k.astype(wide))
+    logits = logits / jnp.asarray(math.sqrt(q.shape[-1]), wide)
+    if allowed is not None:
+        lowest = jnp.finfo(wide).min  # type: ignore[no-untyped-call]
+        logits = jnp.where(allowed, logits, lowest)
+    return jax.nn.softmax(logits, axis=-1)
+
+
+def _attend(q: Array, k: Array, v: Array, mask: Array | None, causal: bool,
+            drop: tuple[PRNGKey, float] | None) -> Array:
+    """Attention of `q, k, v: (B, T, heads, h)`, `(B, T, heads, h)` out."""
+    if drop is None:
+        key_mask = None if mask is None else mask[:, None, None, :]
+        out: Array = jax.nn.dot_product_attention(q, k, v, mask=key_mask, is_causal=causal)
+        return out
+    weights = attention_weights(q, k, _allowed(q.shape[-3], mask, causal))
+    key, rate = drop
+    kept = jax.random.bernoulli(key, 1.0 - rate, weights.shape)
+    weights = jnp.where(kept, weights / (1.0 - rate), 0.0)
+    attended: Array = jnp.einsum("...nts,...snh->...tnh", weights.astype(v.dtype), v)
+    return attended
+
+
+def MultiHeadAttention(heads: int, features: int, *, causal: bool = False,
+                       dropout: float = 0.0, dtype: DTypeLike = jnp.float32) -> Layer:
+    """Self-attention `(..., T, F) -> (..., T, features)`, or on the pair `(x, mask)` with a
+    bool `mask (..., T)` (True: a real position; padded keys are never attended to, padded
+    queries get finite outputs of no meaning). `causal=True`: position t sees keys <= t.
+    `dropout` drops attention weights in training. Params `{"q", "k", "v", "o"}`, each
+    `{"w": (in, out), "b": (out,)}`; Glorot-uniform weights, zero biases."""
+    _check_settings(heads, features, dropout)
+    head_width = features // heads
+    init_w = glorot_uniform()
+
+    def init(key: PRNGKey, input_shape: Shape) -> tuple[Params, State]:
+        _, in_features = _sequence_shape(input_shape)
+        params = {}
+        for i, name in enumerate(PROJECTIONS):
+            rows = features if name == "o" else in_features
+            params[name] = {"w": init_w(jax.random.fold_in(key, i), (rows, features), dtype),
+                            "b": zeros(key, (features,), dtype)}
+        return params, {}
+
+    def apply(params: Params, state: State, x: Any, *, key: PRNGKey | None = None,
+              train: bool = False) -> tuple[Array, State]:
+        values, mask = _split_input(x)
+        _check_params(params, values.shape[-1], features)
+        if values.shape[-1] != params["q"]["w"].shape[0]:
+            raise LayerError("MultiHeadAttention", f"expected {params['q']['w'].shape[0]} "
+                             f"features, got {values.shape[-1]}")
+        lead, (t, f) = values.shape[:-2], values.shape[-2:]
+        flat = values.reshape(-1, t, f)
+        flat_mask = None if mask is None else mask.reshape(-1, t)
+        drop = None
+        if train and dropout > 0.0:
+            if key is None:
+                raise LayerError("MultiHeadAttention", "train=True with dropout needs a PRNG "
+                                 "key: call apply(..., key=key, train=True)")
+            drop = (key, float(dropout))
+
+        def project(name: str, inputs: Array) -> Array:
+            projected: Array = inputs @ params[name]["w"] + params[name]["b"][None, None]
+            return projected
+
+        q, k, v = (project(n, flat).reshape(-1, t, heads, head_width) for n in "qkv")
+        attended = _attend(q, k, v, flat_mask, causal, drop).reshape(-1, t, features)
+        return project("o", attended).reshape(*lead, t, features), state
+
+    config = MappingProxyType({"heads": heads, "features": features, "causal": causal,
+                               "dropout": float(dropout)})
+    return Layer(init, apply, no_penalty, "MultiHeadAttention", config)
