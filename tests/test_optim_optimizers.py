@@ -282,8 +282,8 @@ def test_matches_numpy_transcription_of_the_book(name: str, dtype: str) -> None:
         params = make_params(2, dtype)
         grads = gradient_sequence(3, params)
         opt = make_ours()
-        first, _ = jax.jit(opt.update)(jax.tree.map(lambda g: g[0], grads), opt.init(params),
-                                       params)
+        first, _ = jax.eval_shape(opt.update, jax.tree.map(lambda g: g[0], grads),
+                                  opt.init(params), params)
         ours, state = run(opt, params, grads, optim.apply_updates)
         hyper_dtype = jnp.float64 if dtype == "float64" else jnp.float32
     assert {u.dtype for u in jax.tree.leaves(first)} == {jnp.dtype(dtype)}
@@ -408,35 +408,42 @@ STATEFUL = {"sgd": lambda: optim.sgd(0.1, momentum=0.9), "adagrad": lambda: opti
             "adamw": lambda: optim.adamw(0.1)}
 
 
+def two_updates_of_each(params: Any, grads: Any) -> dict[str, Any]:
+    """Per optimizer of STATEFUL: two updates' states, the second's updates, the params
+    after it, and a third update of float32 gradients with its state (one program)."""
+    out = {}
+    for name, make in STATEFUL.items():
+        opt = make()
+        _, state = opt.update(grads, opt.init(params), params)
+        updates, state = opt.update(grads, state, params)
+        grads32 = jax.tree.map(lambda g: g.astype(jnp.float32), grads)
+        updates32, state32 = opt.update(grads32, state, params)
+        out[name] = (state, updates, optim.apply_updates(params, updates), updates32, state32)
+    return out
+
+
 @pytest.mark.parametrize(("dtype", "x64"), [("bfloat16", False), ("bfloat16", True),
                                             ("float16", False), ("float32", False),
                                             ("float32", True), ("float64", True)])
 def test_moments_are_at_least_float32_and_updates_keep_the_gradients_dtype(
         dtype: str, x64: bool) -> None:
-    """Moments in promote(param dtype, float32), with x64 on or off; updates in the
-    gradients' dtype; params keep theirs through apply_updates and many steps."""
+    """Moments in promote(param dtype, float32), with x64 on or off, from init through
+    updates; updates in the gradients' dtype (float32 ones for float32 gradients); params
+    keep theirs through apply_updates."""
+    moments = {jnp.dtype(MOMENT_DTYPE[dtype])}
     with jax.enable_x64(x64):
         params = {"w": jnp.ones((4,), dtype), "b": jnp.zeros((2,), dtype)}
         grads = {"w": jnp.full((4,), 0.5, dtype), "b": jnp.full((2,), -2.0, dtype)}
         for name, make in STATEFUL.items():
-            opt = make()
-            state = opt.init(params)
-            update = jax.jit(opt.update)
-            for _ in range(2):  # the second update starts from the first's moments
-                updates, state = update(grads, state, params)
-                buffers = moment_buffers(state)
-                assert buffers and {b.dtype for b in buffers} == {
-                    jnp.dtype(MOMENT_DTYPE[dtype])}, (name, [b.dtype for b in buffers])
-                assert {u.dtype for u in jax.tree.leaves(updates)} == {jnp.dtype(dtype)}, name
-            new_params = jax.jit(optim.apply_updates)(params, updates)
-            assert {p.dtype for p in jax.tree.leaves(new_params)} == {jnp.dtype(dtype)}
-            assert float(new_params["w"][0]) < 1.0 and float(new_params["b"][0]) > 0.0
-            # float32 gradients (of params of any dtype): float32 updates, same moments
-            grads32 = jax.tree.map(lambda g: g.astype(jnp.float32), grads)
-            updates32, state32 = update(grads32, state, params)
-            assert {u.dtype for u in jax.tree.leaves(updates32)} == {jnp.dtype(jnp.float32)}
-            assert {b.dtype for b in moment_buffers(state32)} == {
-                jnp.dtype(MOMENT_DTYPE[dtype])}, name
+            assert {b.dtype for b in moment_buffers(make().init(params))} == moments, name
+        results = jax.jit(two_updates_of_each)(params, grads)
+    for name, (state, updates, new_params, updates32, state32) in results.items():
+        assert {b.dtype for b in moment_buffers(state)} == moments, name
+        assert {b.dtype for b in moment_buffers(state32)} == moments, name
+        assert {u.dtype for u in jax.tree.leaves(updates)} == {jnp.dtype(dtype)}, name
+        assert {u.dtype for u in jax.tree.leaves(updates32)} == {jnp.dtype(jnp.float32)}, name
+        assert {p.dtype for p in jax.tree.leaves(new_params)} == {jnp.dtype(dtype)}, name
+        assert float(new_params["w"][0]) < 1.0 and float(new_params["b"][0]) > 0.0, name
 
 
 def test_apply_updates_adds_and_keeps_none_leaves() -> None:
