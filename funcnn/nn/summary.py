@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 
 from funcnn.nn.combinators import output_shape
-from funcnn.nn.layer import Layer
+from funcnn.nn.layer import Layer, is_pair_shape
 from funcnn.tree import count_params
 from funcnn.typing import DTypeLike, Shape
 
@@ -44,11 +44,19 @@ def summary_rows(layer: Layer, input_shape: Shape, dtype: DTypeLike | None = Non
     return rows, out
 
 
+def batched(shape: Any) -> str:
+    """A per-example shape with its batch axis, `(None, 3)`; a pair's as `((None, T, F),
+    (None, T))`."""
+    if is_pair_shape(shape):
+        return "(" + ", ".join(batched(s) for s in shape) + ")"
+    return str((None, *tuple(shape)))
+
+
 def summary_table(layer: Layer, input_shape: Shape, dtype: DTypeLike | None = None) -> str:
     """The summary as text: one row per layer, then the total parameter count."""
     rows, _ = summary_rows(layer, tuple(input_shape), dtype)
     table = [("layer", "kind", "output shape", "params")] + [
-        (r.path, r.kind, str((None, *r.output_shape)), f"{r.n_params:,}") for r in rows
+        (r.path, r.kind, batched(r.output_shape), f"{r.n_params:,}") for r in rows
     ]
     widths = [max(len(row[c]) for row in table) for c in range(4)]
 
@@ -60,7 +68,7 @@ def summary_table(layer: Layer, input_shape: Shape, dtype: DTypeLike | None = No
 
     rule = "-" * len(fmt(table[0]))
     total = sum(r.n_params for r in rows)
-    lines = [f"input shape: {(None, *tuple(input_shape))}", rule, fmt(table[0]), rule]
+    lines = [f"input shape: {batched(input_shape)}", rule, fmt(table[0]), rule]
     lines += [fmt(row) for row in table[1:]]
     lines += [rule, f"total params: {total:,}"]
     return "\n".join(lines)
