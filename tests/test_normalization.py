@@ -305,3 +305,20 @@ def test_bad_shapes_inputs_and_trees() -> None:
         RMSNorm().apply({"scale": jnp.ones(4)}, {}, jnp.ones((2, 3)))
     with pytest.raises(LayerError, match=r"LayerNorm: expected an input with at least 1 axes"):
         LayerNorm(use_scale=False, use_bias=False).apply({}, {}, jnp.ones(()))
+
+
+def test_a_ragged_last_batch_is_its_own_step_so_no_padding_reaches_the_statistics() -> None:
+    """10 samples in batches of 4: with layer state, the last 2 run as their own step; with
+    momentum 0 the running statistics are exactly theirs (padding rows would shift them)."""
+    x = np.random.default_rng(0).normal(size=(10, 3)).astype(np.float32)
+    y = (np.arange(10) % 2).astype(np.int32)
+    net = fn.serial(BatchNorm(momentum=0.0), fn.Dense(2), fn.Softmax())
+    params, state = net.init(jax.random.key(0), (3,))
+    result = fn.fit(net, params, state, fn.optim.sgd(0.1), fn.losses.categorical_crossentropy,
+                    x, y, key=jax.random.key(0), epochs=1, batch_size=4, shuffle=False,
+                    progress=False)
+    stats = result.state["0_batchnorm"]
+    np.testing.assert_allclose(stats["mean"], x[8:].mean(axis=0), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(stats["var"], x[8:].var(axis=0), rtol=1e-5, atol=1e-7)
+    # the epoch's figures still average all 10 samples over 3 steps
+    assert len(result.history.loss) == 1 and np.isfinite(result.history.loss[0])

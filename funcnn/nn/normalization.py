@@ -221,8 +221,9 @@ def BatchNorm(momentum: float = 0.99, eps: float = 1e-5, *, axis: int = -1,
     devices with `jax.sharding`) the means are over the global batch, with no code of its
     own; under `vmap` (an ensemble of members) each member has its own statistics, and
     `vmap` over single examples cannot train (each one alone has no batch statistics).
-    The padded rows of a last batch that is not full (`fit`, weight 0) count in the
-    batch's statistics: pick a batch size that divides the number of samples.
+    `fit` runs the last batch of an epoch that is not full as its own smaller step for a
+    network with state, so its statistics are those of its real samples (a batch of
+    one sample per feature is an error, as above).
     """
     name = "BatchNorm"
     if not (isinstance(momentum, int | float) and not isinstance(momentum, bool)

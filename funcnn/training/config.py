@@ -29,6 +29,9 @@ class TrainConfig(NamedTuple):
     unroll: int
     mesh: Mesh | None = None
     rollback: bool = True  # restore a non-finite epoch's starting values in the program
+    # a ragged last minibatch as its own smaller step instead of padded with weight-0 rows
+    # (networks with state: padding rows would count in BatchNorm's batch statistics)
+    exact_tail: bool = False
 
 
 def split_rows(cfg: TrainConfig, arrays: PyTree) -> PyTree:

@@ -112,8 +112,16 @@ def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransfo
         unroll = auto_unroll(size, count_params(template[0]))
     elif not isinstance(unroll, int) or isinstance(unroll, bool) or unroll < 1:
         raise ValueError(f"{where}: unroll must be a positive int or None, got {unroll!r}")
+    # with layer state (running statistics), padding rows must not reach the network
+    exact_tail = bool(jax.tree.leaves(template[1])) and batch_size is not None
+    ways = 1 if mesh is None else parallel.data_parallel_size(mesh)
+    if exact_tail and (n % size) % ways:
+        raise ValueError(f"{where}: the network has state (e.g. BatchNorm), so its last, "
+                         f"smaller batch of {n % size} samples runs as its own step, which "
+                         f"does not split evenly over the mesh's {ways} devices; pick a "
+                         f"batch_size whose remainder of {n} samples is a multiple of {ways}")
     cfg = TrainConfig(net, loss, optimizer, metric, None if batch_size is None else size,
-                      shuffle, val_size, unroll, mesh)
+                      shuffle, val_size, unroll, mesh, exact_tail=exact_tail)
     if mesh is not None:
         x_arr, y_arr, x_val, y_val = parallel.replicate((x_arr, y_arr, x_val, y_val), mesh)
     return PreparedFit(cfg, x_arr, y_arr, x_val, y_val, math.ceil(n / size), epochs,

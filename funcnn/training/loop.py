@@ -38,6 +38,10 @@ def _loss_scale_logs(before: PyTree, after: PyTree) -> dict[str, Array]:
     return {"skipped_steps": (skipped - previous).astype(jnp.float32), "loss_scale": scale}
 
 
+Inner = tuple[Params, State, PyTree, Array, Array, Array]
+"""A scan's carry over minibatches: params, state, opt_state and the three sums."""
+
+
 def _train_epoch(cfg: TrainConfig, carry: tuple[Params, State, PyTree], x: Array, y: Array,
                  epoch_key: PRNGKey, order: Array | None,
                  ) -> tuple[tuple[Params, State, PyTree], Array, Array, Array]:
@@ -54,36 +58,49 @@ def _train_epoch(cfg: TrainConfig, carry: tuple[Params, State, PyTree], x: Array
         return (replicated(cfg, (params, state, opt_state)), fig.data_sum, fig.metric_sum,
                 fig.reg_loss)
     dropout_key = jax.random.split(epoch_key)[1]
-    idx, weights = batch_plan(n, cfg.batch_size, order)
-    if cfg.batch_size * idx.shape[0] == n:
-        weights_or_none: Array | None = None
+    full, tail = divmod(n, cfg.batch_size)
+    separate_tail = cfg.exact_tail and tail > 0 and full > 0
+    if separate_tail:  # whole batches in the scan, the remainder as one smaller step
+        ordered = jnp.arange(n, dtype=jnp.int32) if order is None else order.astype(jnp.int32)
+        idx, tail_rows = ordered[:full * cfg.batch_size].reshape(full, -1), ordered[-tail:]
+        weights = jnp.ones(idx.shape, jnp.float32)
     else:
+        idx, weights = batch_plan(n, cfg.batch_size, order)
+    weights_or_none: Array | None = None
+    if not separate_tail and cfg.batch_size * idx.shape[0] != n:
         weights_or_none = weights
     # real rows per batch, known when tracing: no reduction over split weights per step
     counts = np.full(idx.shape[0], cfg.batch_size, np.float32)
-    counts[-1] = n - cfg.batch_size * (idx.shape[0] - 1)
+    counts[-1] = cfg.batch_size if separate_tail else n - cfg.batch_size * (idx.shape[0] - 1)
     batch_counts = jnp.asarray(counts)
 
-    def step(inner: tuple[Params, State, PyTree, Array, Array, Array],
-             batch: tuple[Array, Array, Array]) -> tuple[tuple[Params, State, PyTree, Array,
-                                                               Array, Array], None]:
+    def train_on(inner: Inner, rows: Array, w: Array | None, i: Array,
+                 count: Array | None) -> Inner:
         p, s, o, loss_acc, metric_acc, reg_acc = inner
-        rows, w, i = batch
-        xb, yb, wb = split_rows(cfg, (take_rows(x, rows), y[rows],
-                                     None if weights_or_none is None else w))
+        xb, yb, wb = split_rows(cfg, (take_rows(x, rows), y[rows], w))
         p, s, o, fig = batch_update(
             cfg.net, cfg.loss, cfg.optimizer, cfg.metric, p, s, o, xb, yb, wb,
-            jax.random.fold_in(dropout_key, i), None if wb is None else batch_counts[i])
+            jax.random.fold_in(dropout_key, i), count)
         p, s, o = replicated(cfg, (p, s, o))
         return (p, s, o, loss_acc + fig.data_sum, metric_acc + fig.metric_sum,
-                reg_acc + fig.reg_loss), None
+                reg_acc + fig.reg_loss)
+
+    def step(inner: Inner, batch: tuple[Array, Array, Array]) -> tuple[Inner, None]:
+        rows, w, i = batch
+        if weights_or_none is None:
+            return train_on(inner, rows, None, i, None), None
+        return train_on(inner, rows, w, i, batch_counts[i]), None
 
     zero = jnp.zeros((), figure_dtype(params))
     steps = jnp.arange(idx.shape[0], dtype=jnp.int32)
-    (params, state, opt_state, data_sum, metric_sum, reg_sum), _ = jax.lax.scan(
-        step, (params, state, opt_state, zero, zero, zero), (idx, weights, steps),
-        unroll=cfg.unroll)
-    return (params, state, opt_state), data_sum, metric_sum, reg_sum / idx.shape[0]
+    totals, _ = jax.lax.scan(step, (params, state, opt_state, zero, zero, zero),
+                             (idx, weights, steps), unroll=cfg.unroll)
+    n_steps = idx.shape[0]
+    if separate_tail:
+        totals = train_on(totals, tail_rows, None, jnp.int32(full), None)
+        n_steps += 1
+    params, state, opt_state, data_sum, metric_sum, reg_sum = totals
+    return (params, state, opt_state), data_sum, metric_sum, reg_sum / n_steps
 
 
 def run_epochs(cfg: TrainConfig, params: Params, state: State, opt_state: PyTree, x: Array,
