@@ -2,11 +2,12 @@
 
 A cell is a `Cell`, a small NamedTuple of pure functions, not a `Layer`: it maps one time
 step `(carry, x_t) -> (carry, h_t)` and is run over a sequence by `funcnn.nn.recurrent`
-(`RNN`, `scan_cell`). The step is split in two so that a sequence costs one large matmul
-plus one small one per step: `project(params, x)` computes the input part of every gate,
-`x @ w_x + b` of shape `(..., G * hidden)`, for all time steps at once, before the scan;
-`step(params, carry, p_t)` adds the recurrent part `h @ w_h` (one fused matmul for all G
-gates) and applies the gates. `cell(params, carry, x_t)` does both for a single step.
+(`RNN`, `scan_cell`). The step is split in two so that the input part can be computed
+for all time steps at once, before the scan, where that is faster (see `recurrent`'s
+lowerings): `project(params, x)` is the input part of every gate, `x @ w_x + b` of shape
+`(..., G * hidden)`; `step(params, carry, p_t)` adds the recurrent part `h @ w_h` (one
+matmul for all G gates) and applies the gates. `cell(params, carry, x_t)` does both for
+one step.
 
 Params are float arrays of the cell's `dtype` with the `(in, out)` layout of `Dense`:
 LSTM `{"w_x": (F, 4h), "w_h": (h, 4h), "b": (4h,)}` (gates i, f, g, o), GRU `{"w_x":
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from functools import partial
 from types import MappingProxyType
 from typing import Any, NamedTuple, TypeAlias
 
@@ -142,13 +144,14 @@ def _add_bias(y: Array, b: Array) -> Array:
     return y + b.reshape((1,) * (y.ndim - 1) + b.shape)
 
 
-def _project(bias: str) -> Callable[[Params, Array], Array]:
-    """`x @ w_x + params[bias]`, `(..., F) -> (..., G * h)`."""
+def _lstm_project(params: Params, x: Array) -> Array:
+    """`x @ w_x + b`, `(..., F) -> (..., 4h)`."""
+    return _add_bias(jnp.dot(x, params["w_x"]), params["b"])
 
-    def project(params: Params, x: Array) -> Array:
-        return _add_bias(jnp.dot(x, params["w_x"]), params[bias])
 
-    return project
+def _gru_project(params: Params, x: Array) -> Array:
+    """`x @ w_x + b_x`, `(..., F) -> (..., 3h)`."""
+    return _add_bias(jnp.dot(x, params["w_x"]), params["b_x"])
 
 
 def _penalty(coefs: Mapping[str, tuple[float, float]]) -> Callable[[Params], Array]:
@@ -170,26 +173,56 @@ def _coefficients(name: str, values: Mapping[str, float]) -> dict[str, float]:
     return {label: _check_number(name, label, v, nonnegative=True) for label, v in values.items()}
 
 
+_GLOROT_UNIFORM = glorot_uniform()
+
+
+class _Draw(NamedTuple):
+    """How a cell draws its params (hashable: the static argument of `_draw`, so that
+    cells made alike share one compiled init)."""
+
+    hidden: int
+    gates: int
+    bias_keys: tuple[str, ...]
+    w_init: Initializer
+    recurrent_init: Initializer
+    b_init: Initializer
+    dtype: jnp.dtype[Any]
+    forget_bias: float
+
+
+@partial(jax.jit, static_argnames=("n_in", "how"))
+def _draw(key: PRNGKey, n_in: int, how: _Draw) -> Params:
+    """`w_x (n_in, G h)`, `w_h (h, G h)`, each of `bias_keys` `(G h,)`; `forget_bias` is
+    added to the first bias's slice `[h:2h]` (an LSTM's forget gate)."""
+    width, dt = how.gates * how.hidden, how.dtype
+    kx, kh, *kb = jax.random.split(key, 2 + len(how.bias_keys))
+    params = {"w_x": how.w_init(kx, (n_in, width), dt),
+              "w_h": how.recurrent_init(kh, (how.hidden, width), dt)}
+    for leaf, k in zip(how.bias_keys, kb, strict=True):
+        params[leaf] = how.b_init(k, (width,), dt)
+    if how.forget_bias:
+        first = how.bias_keys[0]
+        h = how.hidden
+        params[first] = params[first].at[h:2 * h].add(how.forget_bias).astype(dt)
+    return params
+
+
 def _gate_weights(name: str, hidden: int, gates: int, bias_keys: tuple[str, ...],
                   w_init: Initializer | None, recurrent_init: Initializer | None,
-                  b_init: Initializer, dtype: DTypeLike,
+                  b_init: Initializer, dtype: DTypeLike, forget_bias: float = 0.0,
                   ) -> tuple[Callable[[PRNGKey, int], Params], jnp.dtype[Any]]:
-    """The cells' shared `init(key, n_in)`: `w_x (n_in, G h)`, `w_h (h, G h)` and each of
-    `bias_keys` `(G h,)`, of the checked `dtype` (returned too)."""
+    """The cells' `init(key, n_in)` (see `_draw`) after checking the initializers and
+    dtype; returns the checked dtype too. Defaults: Glorot-uniform `w_x`, orthogonal `w_h`."""
     for label, fn in (("w_init", w_init), ("recurrent_init", recurrent_init),
                       ("b_init", b_init)):
         _check_init(name, label, fn)
     param_dtype = _check_dtype(name, dtype)
-    x_init = glorot_uniform() if w_init is None else w_init
-    h_init = orthogonal if recurrent_init is None else recurrent_init
-    width = gates * hidden
+    how = _Draw(hidden, gates, bias_keys, _GLOROT_UNIFORM if w_init is None else w_init,
+                orthogonal if recurrent_init is None else recurrent_init, b_init, param_dtype,
+                forget_bias)
 
     def init(key: PRNGKey, n_in: int) -> Params:
-        kx, kh, *kb = jax.random.split(key, 2 + len(bias_keys))
-        params = {"w_x": x_init(kx, (n_in, width), param_dtype),
-                  "w_h": h_init(kh, (hidden, width), param_dtype)}
-        for leaf, k in zip(bias_keys, kb, strict=True):
-            params[leaf] = b_init(k, (width,), param_dtype)
+        params: Params = _draw(key, n_in, how)
         return params
 
     return init, param_dtype
@@ -227,14 +260,8 @@ def LSTMCell(hidden: int, *, w_init: Initializer | None = None,
     forget = _check_number(name, "forget_bias", forget_bias, nonnegative=False)
     coefs = _coefficients(name, {"w_l1": w_l1, "w_l2": w_l2, "recurrent_l1": recurrent_l1,
                                  "recurrent_l2": recurrent_l2, "b_l1": b_l1, "b_l2": b_l2})
-    draw, param_dtype = _gate_weights(name, hidden, 4, ("b",), w_init, recurrent_init, b_init,
-                                      dtype)
-
-    def init(key: PRNGKey, n_in: int) -> Params:
-        params = draw(key, n_in)
-        if forget:
-            params["b"] = params["b"].at[hidden:2 * hidden].add(forget).astype(param_dtype)
-        return params
+    init, param_dtype = _gate_weights(name, hidden, 4, ("b",), w_init, recurrent_init, b_init,
+                                      dtype, forget)
 
     def zero_carry(batch_shape: Shape, dt: DTypeLike) -> Carry:
         return (jnp.zeros((*batch_shape, hidden), dt), jnp.zeros((*batch_shape, hidden), dt))
@@ -243,7 +270,7 @@ def LSTMCell(hidden: int, *, w_init: Initializer | None = None,
                         "w_h": (coefs["recurrent_l1"], coefs["recurrent_l2"]),
                         "b": (coefs["b_l1"], coefs["b_l2"])})
     config = {"hidden": hidden, "forget_bias": forget, **coefs, "dtype": str(param_dtype)}
-    return Cell(name, hidden, 4, init, _project("b"), _lstm_step, zero_carry, penalty,
+    return Cell(name, hidden, 4, init, _lstm_project, _lstm_step, zero_carry, penalty,
                 ("w_x", "w_h", "b"), ("b",), MappingProxyType(config))
 
 
@@ -292,5 +319,5 @@ def GRUCell(hidden: int, *, w_init: Initializer | None = None,
                         "w_h": (coefs["recurrent_l1"], coefs["recurrent_l2"]),
                         "b_x": bias, "b_h": bias})
     config = {"hidden": hidden, **coefs, "dtype": str(param_dtype)}
-    return Cell(name, hidden, 3, init, _project("b_x"), _gru_step, zero_carry, penalty,
+    return Cell(name, hidden, 3, init, _gru_project, _gru_step, zero_carry, penalty,
                 ("w_x", "w_h", "b_x", "b_h"), ("b_x", "b_h"), MappingProxyType(config))
