@@ -48,7 +48,7 @@ from funcnn.nn.layer import Layer, check_float_input, check_input_shape
 from funcnn.nn.recurrent_cells import Carry, Cell, GRUCell, LSTMCell, check_cell_params
 from funcnn.typing import Array, Params, PRNGKey, Shape, State
 
-__all__ = ["GRU", "LSTM", "RNN", "Bidirectional", "scan_cell"]
+__all__ = ["GRU", "LSTM", "RNN", "Bidirectional", "resolve_lowering", "scan_cell"]
 
 Lowering: TypeAlias = Literal["auto", "per_step", "precomputed"]
 LOWERINGS: tuple[str, ...] = ("auto", "per_step", "precomputed")
