@@ -140,6 +140,9 @@ def test_train_reports_and_saves_everything_to_rebuild(digits_run: TrainRun) -> 
     assert meta["model"] == {"input_shape": [8, 8], "hidden": [64], "activation": "relu",
                              "output": "softmax", "n_outputs": 10, "dropout": 0.0, "l2": 0.0,
                              "init": "glorot", "init_scale": 0.01}
+    assert meta["funcnn_model"] == 2
+    assert [layer["kind"] for layer in meta["network"]["children"]] == [
+        "Flatten", "Dense", "ReLU", "Dense", "Softmax"]
     assert meta["labels"] == [str(d) for d in range(10)]
     assert meta["data"] == {"dataset": "digits", "seed": 0, "samples": None,
                             "pixel_range": [0.0, 16.0]}
@@ -264,7 +267,7 @@ def test_incompatible_inputs_are_one_line(cli_env: dict[str, str], digits_run: T
     # Parameters that do not fit the network the metadata describes.
     meta = checkpoint.read_metadata(digits_run.path)
     arrays = checkpoint.read_arrays(digits_run.path)
-    meta["model"]["hidden"] = [32]
+    meta["network"]["children"][1]["config"]["n_out"] = 32  # the layer spec is the network
     mismatched = tmp_path / "mismatched.safetensors"
     tree = {"params": {layer: {leaf: arrays[f"params/{layer}/{leaf}"] for leaf in ("w", "b")}
                        for layer in ("1_dense", "3_dense")}}
@@ -392,3 +395,121 @@ def test_confusion_matrix_counts() -> None:
         confusion_matrix(np.array([0, 1]), np.array([0, 3]), 3)
     with pytest.raises(ValueError, match="2 true labels but 3 predictions"):
         confusion_matrix(np.array([0, 1]), np.array([0, 1, 2]), 3)
+
+
+# ----------------------------------------------------------------------------- cnn
+
+
+def _main_output(capsys: pytest.CaptureFixture[str], *args: object) -> str:
+    """Run `funcnn` in-process; its stdout, after checking that it succeeded."""
+    status = main(["--no-compile-cache", *map(str, args)])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    return captured.out
+
+
+def test_cnn_trains_saves_and_predicts_an_image(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    path = tmp_path / "cnn.safetensors"
+    stdout = _main_output(capsys, "train", "--dataset", "digits", "--model", "cnn",
+                          "--filters", "4", "--hidden", "8", "--epochs", 2, "--batch-size",
+                          "full", "--out", path, "--no-progress")
+    assert f"saved the model to {path}" in stdout
+    meta = checkpoint.read_metadata(path)
+    assert meta["model"]["input_shape"] == [8, 8, 1]
+    assert (meta["model"]["architecture"], meta["model"]["filters"]) == ("cnn", [4])
+    kinds = [layer["kind"] for layer in meta["network"]["children"]]
+    assert kinds == ["Conv2D", "ReLU", "MaxPool2D", "Flatten", "Dense", "ReLU", "Dense",
+                     "Softmax"]
+    model = load_model(path)
+    assert model.params["0_conv2d"]["w"].shape == (3, 3, 1, 4)
+    # An image written with Pillow and a .npy of (N, 8, 8) images, as for a Dense model.
+    x_test, _ = load_splits("digits", 0).test
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.round(x_test[0] * 255 / 16).astype(np.uint8)).save(image)
+    np.save(tmp_path / "two.npy", x_test[:2])
+    lines = _main_output(capsys, "predict", path, image, tmp_path / "two.npy").splitlines()
+    parsed = [re.fullmatch(r"(.+): (\d) \(confidence (\d\.\d{4})\)", line) for line in lines]
+    assert all(parsed) and [m[1] for m in parsed if m] == [
+        str(image), f"{tmp_path / 'two.npy'}[0]", f"{tmp_path / 'two.npy'}[1]"], lines
+    scaled = ((x_test[:2] - 8.0) / 8.0)[..., None]  # 0..16 -> [-1, 1], (N, 8, 8, 1)
+    probs = np.asarray(predict(model.net, model.params, model.state, scaled))
+    assert [int(m[2]) for m in parsed if m] == [*probs.argmax(axis=1)[:1], *probs.argmax(axis=1)]
+    np.testing.assert_allclose([float(m[3]) for m in parsed if m][1:], probs.max(axis=1),
+                               atol=2e-4)
+    summary = _main_output(capsys, "summary", path)
+    assert "network: cnn, filters [4] (3x3 conv, 2x2 max pool each), hidden [8]" in summary
+    assert re.search(r"^0_conv2d +Conv2D +\(None, 8, 8, 4\) +40$", summary, re.M)
+
+
+def _format_1_copy(source: Path, target: Path, **model: object) -> Path:
+    """`source` (a Dense model) rewritten as a model file of format 1, with `model`
+    entries changed."""
+    meta = checkpoint.read_metadata(source)
+    del meta["network"]
+    meta["funcnn_model"] = 1
+    meta["model"].update(model)
+    arrays = checkpoint.read_arrays(source)
+    tree = {"params": {layer: {leaf: arrays[f"params/{layer}/{leaf}"] for leaf in ("w", "b")}
+                       for layer in ("1_dense", "3_dense")}}
+    checkpoint.save_checkpoint(target, tree, metadata=meta)
+    return target
+
+
+def test_model_files_of_format_1_still_load(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    model = _untrained_model(tmp_path / "new.safetensors", image=True)
+    old = load_model(_format_1_copy(model, tmp_path / "old.safetensors"))
+    assert [layer.name for layer in old.net.children] == [
+        "Flatten", "Dense", "ReLU", "Dense", "Softmax"]
+    assert old.params["1_dense"]["w"].shape == (64, 4)
+    # Format 1 builds the network from the config: other sizes no longer fit the params.
+    wrong = _format_1_copy(model, tmp_path / "wrong.safetensors", hidden=[5])
+    assert main(["--no-compile-cache", "summary", str(wrong)]) == 1
+    assert re.search(r"shape mismatch at 'params/1_dense/b': file has \(4,\), template "
+                     r"expects \(5,\)", capsys.readouterr().err)
+
+
+def test_bad_network_descriptions_are_one_line(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    source = _untrained_model(tmp_path / "m.safetensors", image=True)
+    arrays = checkpoint.read_arrays(source)
+    tree = {"params": {layer: {leaf: arrays[f"params/{layer}/{leaf}"] for leaf in ("w", "b")}
+                       for layer in ("1_dense", "3_dense")}}
+    cases = [
+        ({"kind": "Bogus"}, r"invalid network description \(Bogus: unknown layer kind "
+         r"'Bogus'; known kinds: AvgPool1D, "),
+        ({"kind": "serial", "children": [{"kind": "Flatten", "config": {"ndim": 2}},
+                                         {"kind": "Dense", "config": {"n_out": 4}}]},
+         r"the network gives outputs of shape \(4,\), but the model has 3 outputs"),
+        ({"kind": "serial", "children": [{"kind": "Conv2D", "config": {"filters": 3,
+                                                                      "kernel_size": 3}}]},
+         r"invalid network description \(serial\[0\]/Conv2D: expected one example of shape "
+         r"\(H, W, C\) \(no batch axis\), got input_shape \(8, 8\)\)"),
+    ]
+    for network, pattern in cases:
+        meta = checkpoint.read_metadata(source)
+        meta["network"] = network
+        broken = tmp_path / "broken.safetensors"
+        checkpoint.save_checkpoint(broken, tree, metadata=meta)
+        assert main(["--no-compile-cache", "summary", str(broken)]) == 1
+        err = capsys.readouterr().err
+        assert re.fullmatch(rf"funcnn: error: .*broken\.safetensors: .*{pattern}.*\n", err), err
+
+
+@pytest.mark.parametrize(("args", "pattern", "status"), [
+    (["--dataset", "spiral", "--model", "cnn"],
+     r"--model cnn needs an image dataset \(digits, mnist, fashion-mnist\), not spiral", 2),
+    (["--dataset", "digits", "--filters", "8"], r"--filters applies to --model cnn only", 2),
+    (["--dataset", "digits", "--model", "cnn", "--filters", "8,8,8,8"],
+     r"4 conv blocks do not fit 8x8 images: each halves the size, so at most 3", 1),
+])
+def test_cnn_argument_errors(args: list[str], pattern: str, status: int, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "m.safetensors"
+    assert main(["--no-compile-cache", "train", *args, "--out", str(out)]) == status
+    err = capsys.readouterr().err
+    assert re.fullmatch(rf"funcnn: error: .*{pattern}.*\n", err), err
+    assert not out.exists()

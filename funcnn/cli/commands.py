@@ -24,8 +24,12 @@ from funcnn.cli.model_spec import (
     check_input_shape,
     load_model,
     loss_and_metric,
+    model_input,
+    sample_shapes,
     save_model,
+    takes_samples_of,
 )
+from funcnn.cli.networks import describe_network
 from funcnn.nn import Layer, summary_table
 from funcnn.optim.base import GradientTransformation
 from funcnn.training import fit
@@ -60,6 +64,14 @@ PRESETS: dict[str, Preset] = {
     "fashion-mnist": Preset((128, 128), 0.001, 1e-3, 10, 128),
 }
 
+CNN_PRESETS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "digits": ((16, 32), (64,)),
+    "mnist": ((32, 64), (128,)),
+    "fashion-mnist": ((32, 64), (128,)),
+}
+"""`--model cnn` on an image data set: its conv filters and Dense hidden sizes by default
+(the learning rate, epochs and batch size are the data set's preset)."""
+
 
 class TrainOptions(NamedTuple):
     """Everything `train_model` needs; `momentum` is for SGD only (None elsewhere)."""
@@ -79,6 +91,8 @@ class TrainOptions(NamedTuple):
     samples: int | None
     progress: bool
     init: str = "glorot"
+    architecture: str = "mlp"
+    filters: tuple[int, ...] = ()
 
 
 class TrainedModel(NamedTuple):
@@ -103,7 +117,7 @@ def make_optimizer(name: str, learning_rate: float, decay: float,
 def scaled(model: LoadedModel | ModelInfo, part: Part) -> tuple[NumpyArray, NumpyArray]:
     """`(preprocessed x, y)` of a raw data part."""
     info = model.info if isinstance(model, LoadedModel) else model
-    return info.preprocessing.apply(part.x), part.y
+    return model_input(info, info.preprocessing.apply(part.x)), part.y
 
 
 def _evaluate_parts(net: Layer, loss: LossFn, metric: MetricFn, params: Params, state: State,
@@ -145,12 +159,18 @@ def train_model(opts: TrainOptions, splits: DataSplits | None = None) -> Trained
         splits = load_splits(opts.dataset, opts.seed, opts.samples)
     check_batch_size(opts.batch_size, splits.train.x.shape[0], opts.dataset)
     regression = splits.is_regression
+    cnn = opts.architecture == "cnn"
+    if cnn and splits.pixel_range is None:
+        raise ValueError(f"--model cnn needs an image data set ({', '.join(CNN_PRESETS)}), "
+                         f"not {opts.dataset}")
     config = ModelConfig(
-        splits.input_shape, opts.hidden, activation=opts.activation,
+        (*splits.input_shape, 1) if cnn else splits.input_shape, opts.hidden,
+        activation=opts.activation,
         output="linear" if regression else "softmax",
         n_outputs=int(splits.train.y.shape[1]) if regression else len(splits.label_names),
         dropout=opts.dropout, l2=opts.l2, init=opts.init,
-        init_scale=0.1 if regression else 0.01).check()
+        init_scale=0.1 if regression else 0.01, architecture=opts.architecture,
+        filters=opts.filters).check()
     precision = float(np.std(splits.train.y)) / 250.0 if regression else None
     prep = Preprocessing.fit_min_max(splits.train.x) if splits.pixel_range else Preprocessing()
     training = {"optimizer": opts.optimizer, "learning_rate": opts.learning_rate,
@@ -203,7 +223,7 @@ def run_train(opts: TrainOptions, out: Path) -> None:
     for split in ("train", "validation"):
         print(figures_line(split, results[f"{split}_loss"], results[f"{split}_accuracy"]))
     model = trained.model
-    save_model(out, model.info, model.params, model.state)
+    save_model(out, model.info, model.params, model.state, model.net)
     print(f"saved the model to {out}")
 
 
@@ -252,16 +272,17 @@ def read_image(path: Path, info: ModelInfo, invert: str) -> NumpyArray:
         raise ModelFileError(f"{path}: the model (trained on {info.dataset}) takes samples of "
                              f"shape {info.config.input_shape}, not images; give them as .npy")
     pixels = read_grayscale(path)
-    height, width = info.config.input_shape
+    height, width = info.config.input_shape[:2]
     unit = np.asarray(preprocess_image(pixels, size=(height, width), flatten=False,
                                        invert=_invert_wanted(pixels, invert)))
     low, high = info.pixel_range
     raw: NumpyArray = low + (unit + 1.0) / 2.0 * (high - low)
-    return raw[None]
+    return model_input(info, raw[None])
 
 
 def read_array(path: Path, info: ModelInfo) -> NumpyArray:
-    """A .npy file as raw samples `(N, *input_shape)`; one sample `input_shape` is allowed."""
+    """A .npy file as raw samples `(N, *input_shape)`; one sample `input_shape` is allowed,
+    and `(H, W)` images for a `(H, W, 1)` network."""
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
@@ -269,16 +290,16 @@ def read_array(path: Path, info: ModelInfo) -> NumpyArray:
     expected = info.config.input_shape
     if array.dtype.kind not in "iuf":
         raise ValueError(f"{path}: holds {array.dtype} values; expected real numbers")
-    if array.shape == expected:
+    if takes_samples_of(info, array.shape):
         array = array[None]
-    if array.shape[1:] != expected:
+    if not takes_samples_of(info, array.shape[1:]):
         raise ModelFileError(
             f"{path}: holds an array of shape {array.shape}, but the model (trained on "
-            f"{info.dataset}) takes samples of shape {expected} (one sample) or "
+            f"{info.dataset}) takes samples of shape {sample_shapes(info)} (one sample) or "
             f"(N, {', '.join(map(str, expected))}); was it made for another model?")
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{path}: holds NaN or infinite values")
-    return np.asarray(array, dtype=np.float32)
+    return model_input(info, np.asarray(array, dtype=np.float32))
 
 
 def run_predict(path: Path, files: Sequence[Path], invert: str) -> None:
@@ -303,7 +324,7 @@ def run_predict(path: Path, files: Sequence[Path], invert: str) -> None:
             array = read_image(file, model.info, invert)
             names.append(str(file))
         samples.append(array)
-    x = model.info.preprocessing.apply(np.concatenate(samples))
+    x = model_input(model.info, model.info.preprocessing.apply(np.concatenate(samples)))
     outputs = np.asarray(predict(model.net, model.params, model.state, x,
                                  batch_size=min(EVAL_BATCH, x.shape[0])))
     for name, output in zip(names, outputs, strict=True):
@@ -331,9 +352,7 @@ def run_summary(path: Path) -> None:
     t = info.training
     batch = "full" if t.get("batch_size") is None else t.get("batch_size")
     print(f"{path}: a {task}")
-    init = f"book {config.init_scale:g} * N(0, 1)" if config.init == "book" else config.init
-    print(f"network: hidden {list(config.hidden)}, activation {config.activation}, "
-          f"dropout {config.dropout:g}, l2 {config.l2:g}, init {init}")
+    print(describe_network(config))
     print(f"trained: {t.get('epochs')} epochs, {t.get('optimizer')} lr {t.get('learning_rate')} "
           f"decay {t.get('decay')}, batch {batch}, seed {info.seed}")
     for split in ("train", "validation"):

@@ -79,7 +79,8 @@ def run_demo(out: Path, scale: float, seed: int, progress: bool) -> None:
             f"{digits.model.info.training['epochs']} epochs of batch 32)", digits)
     for name, trained in (("spiral", spiral), ("digits", digits)):
         model = trained.model
-        save_model(out / f"{name}.safetensors", model.info, model.params, model.state)
+        save_model(out / f"{name}.safetensors", model.info, model.params, model.state,
+                   model.net)
 
     points = spiral.splits.train
     plots.plot_history(spiral.model.info.history, out / PLOTS[0],

@@ -16,9 +16,15 @@ from pathlib import Path
 from typing import NoReturn
 
 from funcnn.checkpoint import check_writable
-from funcnn.cli.commands import BOOK_LEARNING_RATES, OPTIMIZERS, PRESETS, TrainOptions
+from funcnn.cli.commands import (
+    BOOK_LEARNING_RATES,
+    CNN_PRESETS,
+    OPTIMIZERS,
+    PRESETS,
+    TrainOptions,
+)
 from funcnn.cli.dataset_splits import DATASETS, GENERATED
-from funcnn.cli.model_spec import ACTIVATIONS, INITS
+from funcnn.cli.networks import ACTIVATIONS, ARCHITECTURES, INITS
 from funcnn.compile_cache import default_cache_directory, enable_compilation_cache
 
 DEBUG_ENV = "FUNCNN_DEBUG"
@@ -40,10 +46,16 @@ _PRESET_LINES = "\n".join(
     f"{'full' if p.batch_size is None else p.batch_size}"
     for name, p in PRESETS.items())
 
+_CNN_LINES = "\n".join(
+    f"  {name:<14} filters {','.join(map(str, filters)):<6} hidden {','.join(map(str, hidden))}"
+    for name, (filters, hidden) in CNN_PRESETS.items())
+
 _TRAIN_EPILOG = f"""\
 defaults per dataset (with --optimizer adam; other optimizers default to the book's
 learning rate and no decay):
 {_PRESET_LINES}
+--model cnn (image datasets; 3x3 conv + 2x2 max pool per filter size, then Dense):
+{_CNN_LINES}
 spiral/vertical: 3 classes, --samples per class (100); sine: --samples points (1000).
 digits: scikit-learn's 8x8 digits, split 70/15/15; mnist and fashion-mnist are downloaded
 once to $FUNCNN_DATA (default ~/.cache/funcnn) and split 90/10 for validation."""
@@ -158,13 +170,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train", help="train a network on a dataset and save it as a checkpoint",
-        description="Train a Dense network and save a checkpoint holding its parameters, "
-                    "layer configuration, label names, input scaling and training history.",
+        description="Train a Dense network (or, with --model cnn, a convolutional one on "
+                    "an image dataset) and save a checkpoint holding its parameters, layer "
+                    "description, label names, input scaling and training history.",
         epilog=_TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--dataset", required=True, choices=DATASETS,
                        help="the data to train on; its defaults are listed below")
+    train.add_argument("--model", choices=ARCHITECTURES, default="mlp",
+                       help="mlp: Dense layers (default); cnn: conv blocks, then Dense "
+                            "layers, on the images of digits, mnist or fashion-mnist")
+    train.add_argument("--filters", type=_hidden_sizes, metavar="SIZES",
+                       help="--model cnn: filters of each conv block, e.g. 16,32")
     train.add_argument("--hidden", type=_hidden_sizes, metavar="SIZES",
-                       help="hidden layer sizes, comma-separated, e.g. 64,64")
+                       help="hidden (Dense) layer sizes, comma-separated, e.g. 64,64")
     train.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu",
                        help="hidden-layer activation (default relu)")
     train.add_argument("--init", choices=INITS, default="glorot",
@@ -251,13 +269,28 @@ def train_options(args: argparse.Namespace) -> TrainOptions:
         raise UsageError(f"--out {out}: {out.parent} is not a directory")
     if not out.parent.is_dir():
         raise UsageError(f"--out {out}: directory {out.parent} does not exist")
+    filters, hidden = _architecture_defaults(args, preset.hidden)
     batch = preset.batch_size if args.batch_size is None else (args.batch_size or None)
     return TrainOptions(
-        args.dataset, args.hidden or preset.hidden, args.activation, args.optimizer,
+        args.dataset, hidden, args.activation, args.optimizer,
         args.lr or (preset.learning_rate if adam else BOOK_LEARNING_RATES[args.optimizer]),
         args.decay if args.decay is not None else (preset.decay if adam else 0.0),
         args.momentum, args.l2, args.dropout, args.epochs or preset.epochs, batch, args.seed,
-        args.samples, not args.no_progress, args.init)
+        args.samples, not args.no_progress, args.init, args.model, filters)
+
+
+def _architecture_defaults(args: argparse.Namespace, mlp_hidden: tuple[int, ...],
+                           ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """`(filters, hidden)` of the chosen `--model`, the dataset's defaults filled in."""
+    if args.model == "mlp":
+        if args.filters is not None:
+            raise UsageError("--filters applies to --model cnn only")
+        return (), args.hidden or mlp_hidden
+    if args.dataset not in CNN_PRESETS:
+        raise UsageError(f"--model cnn needs an image dataset ({', '.join(CNN_PRESETS)}), "
+                         f"not {args.dataset}")
+    filters, hidden = CNN_PRESETS[args.dataset]
+    return args.filters or filters, args.hidden or hidden
 
 
 def _check_model_file(path: Path) -> None:

@@ -1,133 +1,58 @@
 """What a `funcnn train` checkpoint describes, and how a network is rebuilt from it.
 
 The checkpoint (`funcnn.checkpoint`) holds the parameters under `params/...` and JSON
-metadata: the layer configuration (`ModelConfig`), the label names, the data set and seed
-that give back its splits, the input scaling (`Preprocessing`), the training settings and
-the per-epoch History. `load_model` checks all of it and returns a ready network.
+metadata: the network as a layer spec (`funcnn.nn.registry`, format 2), how the command
+chose it and the task (`ModelConfig`), the label names, the data set and seed that give
+back its splits, the input scaling (`Preprocessing`), the training settings and the
+per-epoch History. `load_model` checks all of it and returns a ready network; files of
+format 1 (Dense networks described by their `ModelConfig` alone) still load.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import jax
 import numpy as np
 
 from funcnn import losses, metrics
 from funcnn.checkpoint import StrPath, load_checkpoint, read_metadata, save_checkpoint
-from funcnn.initializers import book_normal, glorot_uniform, he_normal
-from funcnn.nn import (
-    Dense,
-    Dropout,
-    Flatten,
-    Layer,
-    LeakyReLU,
-    Linear,
-    ReLU,
-    Sigmoid,
-    Softmax,
-    Tanh,
-    serial,
+from funcnn.cli.networks import (
+    ACTIVATIONS,
+    ARCHITECTURES,
+    INITS,
+    OUTPUTS,
+    ModelConfig,
+    build_network,
 )
+from funcnn.nn import Layer, init_shapes, output_shape
+from funcnn.nn.registry import layer_from_spec, layer_spec
 from funcnn.typing import LossFn, MetricFn, NumpyArray, Params, Shape, State
+
+__all__ = ["ACTIVATIONS", "ARCHITECTURES", "INITS", "OUTPUTS", "LoadedModel", "ModelConfig",
+           "ModelFileError", "ModelInfo", "Preprocessing", "build_network", "load_model",
+           "params_template", "save_model"]
 
 MODEL_KEY = "funcnn_model"
 """Metadata entry holding the model description; its value is the format version."""
 
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2
+"""Format 2 stores the network as a layer spec (`funcnn.nn.registry`) under `network`;
+format 1 (read still) stored only the `model` config of a Dense network."""
 
-ACTIVATIONS: dict[str, Callable[[], Layer]] = {
-    "relu": ReLU, "leaky-relu": LeakyReLU, "sigmoid": Sigmoid, "tanh": Tanh,
-}
-"""Hidden-layer activations by command-line name."""
-
-INITS = ("glorot", "he", "book")
-"""Dense weight initializers: Glorot-uniform, He-normal, or the book's `init_scale * N(0, 1)`
-(0.01; 0.1 for the chapter-17 regression). Biases start at 0."""
-
-OUTPUTS = ("softmax", "linear")
-"""Output kinds: `softmax` (classification, cross-entropy) or `linear` (regression, MSE)."""
+READABLE_FORMATS = (1, 2)
 
 
 class ModelFileError(ValueError):
     """A checkpoint whose metadata does not describe a model `funcnn` can rebuild or use."""
 
 
-class ModelConfig(NamedTuple):
-    """The network `Flatten? -> [Dense(h) -> act -> Dropout?] * len(hidden) -> Dense(n_outputs)
-    -> softmax | linear`; Dense weights drawn by `init` (one of `INITS`; `init_scale` is the
-    book initializer's scale), hidden layers with `w_l2 = b_l2 = l2`. Inputs of rank > 1
-    (images) are flattened first."""
-
-    input_shape: Shape
-    hidden: tuple[int, ...]
-    activation: str
-    output: str
-    n_outputs: int
-    dropout: float = 0.0
-    l2: float = 0.0
-    init: str = "glorot"
-    init_scale: float = 0.01
-
-    def check(self) -> ModelConfig:
-        """This config after checking every field; errors name the field."""
-        if not self.input_shape or any(_bad_size(d) for d in self.input_shape):
-            raise ValueError(f"input_shape must be positive ints, got {self.input_shape}")
-        if any(_bad_size(h) for h in self.hidden):
-            raise ValueError(f"hidden sizes must be positive ints, got {list(self.hidden)}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
-                             f"got {self.activation!r}")
-        if self.output not in OUTPUTS:
-            raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {self.output!r}")
-        if _bad_size(self.n_outputs):
-            raise ValueError(f"n_outputs must be a positive int, got {self.n_outputs!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not (math.isfinite(self.l2) and self.l2 >= 0.0):
-            raise ValueError(f"l2 must be a finite number >= 0, got {self.l2}")
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
-        if not (math.isfinite(self.init_scale) and self.init_scale > 0.0):
-            raise ValueError(f"init_scale must be a finite number > 0, got {self.init_scale}")
-        return self
-
-    def to_json(self) -> dict[str, Any]:
-        return {**self._asdict(), "input_shape": list(self.input_shape),
-                "hidden": list(self.hidden)}
-
-
-def _bad_size(value: object) -> bool:
-    return isinstance(value, bool) or not isinstance(value, int) or value < 1
-
-
-def build_network(config: ModelConfig) -> Layer:
-    """The `serial` network `config` describes."""
-    config.check()
-    init = {"glorot": glorot_uniform(), "he": he_normal(),
-            "book": book_normal(config.init_scale)}[config.init]
-    layers: list[Layer] = []
-    if len(config.input_shape) > 1:
-        layers.append(Flatten(len(config.input_shape)))
-    for size in config.hidden:
-        layers += [Dense(size, w_init=init, w_l2=config.l2, b_l2=config.l2),
-                   ACTIVATIONS[config.activation]()]
-        if config.dropout > 0.0:
-            layers.append(Dropout(config.dropout))
-    layers.append(Dense(config.n_outputs, w_init=init))
-    layers.append(Softmax() if config.output == "softmax" else Linear())
-    return serial(*layers)
-
-
 def params_template(net: Layer, config: ModelConfig) -> tuple[Params, State]:
     """Shapes and dtypes of the network's params and state, without computing them."""
-    template: tuple[Params, State] = jax.eval_shape(
-        lambda key: net.init(key, config.input_shape), jax.random.key(0))
-    return template
+    return init_shapes(net, config.input_shape)
 
 
 def loss_and_metric(config: ModelConfig, precision: float | None) -> tuple[LossFn, MetricFn]:
@@ -199,10 +124,12 @@ class ModelInfo(NamedTuple):
     def is_image_model(self) -> bool:
         return self.pixel_range is not None
 
-    def to_metadata(self) -> dict[str, Any]:
+    def to_metadata(self, net: Layer) -> dict[str, Any]:
+        """The metadata of a model file holding `net`, described by its layer spec."""
         return {
             MODEL_KEY: MODEL_FORMAT,
             "model": self.config.to_json(),
+            "network": layer_spec(net),
             "labels": list(self.label_names),
             "data": {"dataset": self.dataset, "seed": self.seed, "samples": self.samples,
                      "pixel_range": None if self.pixel_range is None else list(self.pixel_range)},
@@ -229,30 +156,41 @@ def _entry(source: Path, mapping: Mapping[str, Any], key: str, kinds: type | tup
     return value
 
 
+def _config(source: Path, model: Mapping[str, Any]) -> ModelConfig:
+    """The checked `ModelConfig` of a metadata `model` entry (no `architecture` and
+    `filters`: an mlp, as every model of format 1)."""
+    number = (int, float)
+    return ModelConfig(
+        tuple(_entry(source, model, "input_shape", list, "model")),
+        tuple(_entry(source, model, "hidden", list, "model")),
+        _entry(source, model, "activation", str, "model"),
+        _entry(source, model, "output", str, "model"),
+        _entry(source, model, "n_outputs", int, "model"),
+        float(_entry(source, model, "dropout", number, "model")),
+        float(_entry(source, model, "l2", number, "model")),
+        _entry(source, model, "init", str, "model"),
+        float(_entry(source, model, "init_scale", number, "model")),
+        _entry(source, model, "architecture", str, "model") if "architecture" in model
+        else "mlp",
+        tuple(_entry(source, model, "filters", list, "model")) if "filters" in model else (),
+    ).check()
+
+
 def info_from_metadata(source: Path, metadata: Mapping[str, Any]) -> ModelInfo:
     """Parse and check the metadata `ModelInfo.to_metadata` wrote; ModelFileError otherwise."""
     if MODEL_KEY not in metadata:
         raise ModelFileError(f"{source}: a funcnn checkpoint, but not a model saved by "
                              "`funcnn train` (its metadata has no model description)")
-    if metadata[MODEL_KEY] != MODEL_FORMAT:
+    if metadata[MODEL_KEY] not in READABLE_FORMATS:
         raise ModelFileError(f"{source}: model format {metadata[MODEL_KEY]!r} is not supported "
-                             f"(this funcnn reads format {MODEL_FORMAT})")
+                             f"(this funcnn reads formats "
+                             f"{', '.join(map(str, READABLE_FORMATS))})")
     model = _entry(source, metadata, "model", dict)
     data = _entry(source, metadata, "data", dict)
     prep = _entry(source, metadata, "preprocessing", dict)
     number = (int, float)
     try:
-        config = ModelConfig(
-            tuple(_entry(source, model, "input_shape", list, "model")),
-            tuple(_entry(source, model, "hidden", list, "model")),
-            _entry(source, model, "activation", str, "model"),
-            _entry(source, model, "output", str, "model"),
-            _entry(source, model, "n_outputs", int, "model"),
-            float(_entry(source, model, "dropout", number, "model")),
-            float(_entry(source, model, "l2", number, "model")),
-            _entry(source, model, "init", str, "model"),
-            float(_entry(source, model, "init_scale", number, "model")),
-        ).check()
+        config = _config(source, model)
         preprocessing = Preprocessing(
             _entry(source, prep, "kind", str, "preprocessing"),
             *(float(_entry(source, prep, k, number, "preprocessing"))
@@ -287,25 +225,78 @@ class LoadedModel(NamedTuple):
     state: State
 
 
-def save_model(path: StrPath, info: ModelInfo, params: Params, state: State) -> None:
-    """Write params, state and `info` as one checkpoint (atomically)."""
-    save_checkpoint(path, {"params": params, "state": state}, metadata=info.to_metadata())
+def save_model(path: StrPath, info: ModelInfo, params: Params, state: State,
+               net: Layer | None = None) -> None:
+    """Write params, state, `info` and the layer spec of `net` (by default the network
+    `info.config` describes) as one checkpoint (atomically)."""
+    network = build_network(info.config) if net is None else net
+    save_checkpoint(path, {"params": params, "state": state},
+                    metadata=info.to_metadata(network))
+
+
+def network_from_metadata(source: Path, metadata: Mapping[str, Any],
+                          config: ModelConfig) -> Layer:
+    """The network a model file holds: its layer spec (format 2), or the Dense network its
+    config describes (format 1); checked to take `config.input_shape` and to give
+    `config.n_outputs` outputs."""
+    if metadata[MODEL_KEY] == 1:
+        return build_network(config)
+    spec = _entry(source, metadata, "network", dict)
+    try:
+        net = layer_from_spec(spec)
+        params, state = init_shapes(net, config.input_shape)
+        shape = output_shape(net, params, state, config.input_shape)
+    except (TypeError, ValueError) as error:
+        raise ModelFileError(f"{source}: invalid network description ({error})") from None
+    if shape != (config.n_outputs,):
+        raise ModelFileError(f"{source}: the network gives outputs of shape {shape}, but the "
+                             f"model has {config.n_outputs} outputs")
+    return net
 
 
 def load_model(path: StrPath) -> LoadedModel:
     """Read a `funcnn train` checkpoint and rebuild its network; every parameter's path,
     shape and dtype is checked against the network its metadata describes."""
     source = Path(path)
-    info = info_from_metadata(source, read_metadata(source))
-    net = build_network(info.config)
+    metadata = read_metadata(source)
+    info = info_from_metadata(source, metadata)
+    net = network_from_metadata(source, metadata, info.config)
     params, state = params_template(net, info.config)
     tree, _ = load_checkpoint(source, {"params": params, "state": state})
     return LoadedModel(info, net, tree["params"], tree["state"])
 
 
-def check_input_shape(info: ModelInfo, shape: Shape, what: str) -> None:
-    """A ModelFileError unless samples of `shape` fit the model's input shape."""
+def _without_channel(shape: Shape) -> Shape | None:
+    """`(H, W)` for a one-channel image shape `(H, W, 1)`, else None."""
+    return tuple(shape[:-1]) if len(shape) == 3 and shape[-1] == 1 else None
+
+
+def takes_samples_of(info: ModelInfo, shape: Shape) -> bool:
+    """Whether samples of `shape` fit the model's input shape: as they are, or with a
+    channel axis added (`(H, W)` images for a `(H, W, 1)` network)."""
     expected = info.config.input_shape
-    if tuple(shape) != expected:
+    return tuple(shape) in (expected, _without_channel(expected))
+
+
+def check_input_shape(info: ModelInfo, shape: Shape, what: str) -> None:
+    """A ModelFileError unless samples of `shape` fit the model (`takes_samples_of`)."""
+    if not takes_samples_of(info, shape):
         raise ModelFileError(f"the model (trained on {info.dataset}) takes samples of shape "
-                             f"{expected}, but {what} has samples of shape {tuple(shape)}")
+                             f"{sample_shapes(info)}, but {what} has samples of shape "
+                             f"{tuple(shape)}")
+
+
+def sample_shapes(info: ModelInfo) -> str:
+    """The sample shapes the model takes: `(8, 8)`, or `(8, 8, 1) or (8, 8)`."""
+    expected = info.config.input_shape
+    bare = _without_channel(expected)
+    return str(expected) if bare is None else f"{expected} or {bare}"
+
+
+def model_input(info: ModelInfo, x: NumpyArray) -> NumpyArray:
+    """Samples `x` `(N, *shape)` in the model's input shape: `(N, H, W)` images get the
+    channel axis of a `(H, W, 1)` network; other shapes are left as they are."""
+    expected = info.config.input_shape
+    if x.shape[1:] != expected and x.shape[1:] == _without_channel(expected):
+        return x[..., None]
+    return x
