@@ -89,3 +89,16 @@ def he_uniform() -> Initializer:
 def he_normal() -> Initializer:
     """He/Kaiming normal for ReLU: `N(0, 2 / fan_in)`."""
     return _variance_scaling(2.0, "fan_in", "normal")
+
+
+def orthogonal(scale: float = 1.0) -> Initializer:
+    """A (semi-)orthogonal matrix times `scale` (`jax.nn.initializers.orthogonal`), drawn in
+    at least float32 and cast to the dtype asked for, so bfloat16 works; the usual
+    initializer of recurrent weights (Keras's default)."""
+    draw = jax.nn.initializers.orthogonal(scale)
+
+    def init(key: PRNGKey, shape: Shape, dtype: DTypeLike = jnp.float32) -> Array:
+        matrix: Array = draw(key, shape, jnp.promote_types(dtype, jnp.float32))
+        return matrix.astype(dtype)
+
+    return init

@@ -48,14 +48,21 @@ from funcnn.nn.pool import (
     MaxPool2D,
 )
 from funcnn.nn.precision import mixed_precision, policy_of, without_output_softmax
+from funcnn.nn.recurrent import GRU, LSTM, RNN, Bidirectional, scan_cell
+from funcnn.nn.recurrent_cells import Cell, GRUCell, LSTMCell
 from funcnn.nn.reshape import Flatten
 from funcnn.nn.summary import SummaryRow, summary, summary_rows, summary_table
 
 __all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
     "Activation",
     "AvgPool1D",
     "AvgPool2D",
     "BatchNorm",
+    "Bidirectional",
+    "Cell",
     "Conv1D",
     "Conv2D",
     "ConvTranspose2D",
@@ -63,9 +70,11 @@ __all__ = [
     "Dropout",
     "Embedding",
     "Flatten",
+    "GRUCell",
     "GlobalAvgPool",
     "GlobalMaxPool",
     "GroupNorm",
+    "LSTMCell",
     "Layer",
     "LayerError",
     "LayerNorm",
@@ -103,6 +112,7 @@ __all__ = [
     "parameter_free_init",
     "policy_of",
     "residual",
+    "scan_cell",
     "serial",
     "summary",
     "summary_rows",

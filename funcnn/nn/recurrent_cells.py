@@ -27,11 +27,11 @@ from typing import Any, NamedTuple, TypeAlias
 import jax
 import jax.numpy as jnp
 
-from funcnn.initializers import glorot_uniform, zeros
+from funcnn.initializers import glorot_uniform, orthogonal, zeros
 from funcnn.nn.errors import LayerError
 from funcnn.typing import Array, DTypeLike, Initializer, Params, PRNGKey, PyTree, Shape
 
-__all__ = ["Carry", "Cell", "GRUCell", "LSTMCell", "orthogonal"]
+__all__ = ["Carry", "Cell", "GRUCell", "LSTMCell"]
 
 Carry: TypeAlias = PyTree
 """A cell's recurrent state: `(h, c)` for an LSTM, `h` for a GRU, each `(..., hidden)`."""
@@ -132,13 +132,6 @@ def check_cell_params(cell: Cell, params: Params) -> int:
 # --- shared pieces --------------------------------------------------------------------
 
 
-def orthogonal(key: PRNGKey, shape: Shape, dtype: DTypeLike = jnp.float32) -> Array:
-    """A (semi-)orthogonal matrix (`jax.nn.initializers.orthogonal`), drawn in at least
-    float32 and cast to `dtype` (so bfloat16 works); Keras's recurrent default."""
-    draw = jax.nn.initializers.orthogonal()(key, shape, jnp.promote_types(dtype, jnp.float32))
-    return draw.astype(dtype)
-
-
 def _add_bias(y: Array, b: Array) -> Array:
     """`y (..., n) + b (n,)` with `b` reshaped to `y`'s rank (no implicit rank promotion)."""
     return y + b.reshape((1,) * (y.ndim - 1) + b.shape)
@@ -218,7 +211,7 @@ def _gate_weights(name: str, hidden: int, gates: int, bias_keys: tuple[str, ...]
         _check_init(name, label, fn)
     param_dtype = _check_dtype(name, dtype)
     how = _Draw(hidden, gates, bias_keys, _GLOROT_UNIFORM if w_init is None else w_init,
-                orthogonal if recurrent_init is None else recurrent_init, b_init, param_dtype,
+                orthogonal() if recurrent_init is None else recurrent_init, b_init, param_dtype,
                 forget_bias)
 
     def init(key: PRNGKey, n_in: int) -> Params:
