@@ -59,6 +59,24 @@ def sequence_net() -> nn.Layer:
     )
 
 
+def token_sequence_net() -> nn.Layer:
+    """Attention, recurrence and their combinators on token ids."""
+    return nn.serial(
+        nn.Embedding(11, 6),
+        nn.residual(nn.serial(nn.LayerNorm(), nn.MultiHeadAttention(2, 6, causal=True))),
+        nn.LSTM(5, forget_bias=0.5, w_l2=1e-3),
+        nn.Bidirectional(nn.GRU(3, return_sequences=False), merge="sum"),
+        nn.Dense(2),
+    )
+
+
+def padded_net() -> nn.Layer:
+    """The pair (x, mask) through keep_mask, attention, residual and drop_mask."""
+    return nn.serial(
+        nn.residual(nn.serial(nn.keep_mask(nn.LayerNorm()), nn.MultiHeadAttention(2, 4))),
+        nn.drop_mask(), nn.Flatten(), nn.Dense(2))
+
+
 def rebuilt(net: nn.Layer) -> nn.Layer:
     """`net` rebuilt from its spec after a trip through JSON text."""
     return layer_from_spec(json.loads(json.dumps(layer_spec(net))))
@@ -78,17 +96,21 @@ def random_params(net: nn.Layer, input_shape: tuple[int, ...]) -> Any:
                                           nn.Softmax()), "mixed_bfloat16"),
      jax.random.normal(jax.random.key(1), (2, 4, 4, 1))),
     (sequence_net, jax.random.randint(jax.random.key(1), (2, 9), 0, 11)),
-], ids=["image", "mixed_precision", "sequence"])
+    (token_sequence_net, jax.random.randint(jax.random.key(1), (2, 5), 0, 11)),
+    (lambda: nn.serial(nn.RNN(nn.GRUCell(3), reverse=True), nn.Flatten()),
+     jax.random.normal(jax.random.key(1), (2, 4, 3))),
+], ids=["image", "mixed_precision", "sequence", "attention_recurrence", "rnn"])
 def test_round_trip_gives_identical_outputs(make: Any, x: Array) -> None:
     net = make()
     again = rebuilt(net)
+    x_shape: Any = x.shape[1:]
     assert again is not net and layer_spec(again) == layer_spec(net)
     assert again.input_dtype == net.input_dtype and again.input_bounds == net.input_bounds
     # The same params tree (keys, shapes, dtypes) as the original's init gives.
-    shapes = jax.tree.map(lambda a: (a.shape, a.dtype), nn.init_shapes(net, x.shape[1:]))
-    assert jax.tree.map(lambda a: (a.shape, a.dtype), nn.init_shapes(again, x.shape[1:])
+    shapes = jax.tree.map(lambda a: (a.shape, a.dtype), nn.init_shapes(net, x_shape))
+    assert jax.tree.map(lambda a: (a.shape, a.dtype), nn.init_shapes(again, x_shape)
                         ) == shapes
-    params, state = random_params(net, x.shape[1:])
+    params, state = random_params(net, x_shape)
     for train in (False, True):  # eager: the rebuilt net reuses the compiled operations
         (y, s), (y2, s2) = (n.apply(params, state, x, key=jax.random.key(3), train=train)
                             for n in (net, again))
@@ -102,7 +124,9 @@ def test_every_public_family_is_registered() -> None:
                 "Tanh", "Linear", "Step", "Softmax", "LogSoftmax", "Conv1D", "Conv2D",
                 "ConvTranspose2D", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D",
                 "GlobalMaxPool", "GlobalAvgPool", "BatchNorm", "LayerNorm", "GroupNorm",
-                "RMSNorm", "serial", "residual", "fan_out", "MixedPrecision"}
+                "RMSNorm", "serial", "residual", "fan_out", "MixedPrecision",
+                "MultiHeadAttention", "keep_mask", "drop_mask", "LSTM", "GRU", "RNN",
+                "Bidirectional"}
     assert families <= set(registered_kinds())
 
 
@@ -111,9 +135,11 @@ def test_spec_is_plain_json_with_kind_config_children_and_key() -> None:
     assert spec["kind"] == "serial" and spec["config"] == {} and spec["key"] is None
     dense, conv = spec["children"]
     assert dense == {"kind": "Dense", "config": {"n_out": 2, "use_bias": True, "w_l1": 0.0,
-                                                 "w_l2": 0.0, "b_l1": 0.0, "b_l2": 0.0},
+                                                 "w_l2": 0.0, "b_l1": 0.0, "b_l2": 0.0,
+                                                 "dtype": "float32"},
                      "children": [], "key": "out"}
     assert conv["config"]["kernel_size"] == [1, 2]
+    assert (conv["config"]["dtype"], conv["config"]["lowering"]) == ("float32", "auto")
     assert json.loads(json.dumps(spec)) == spec
     assert rebuilt(nn.serial(nn.named("out", nn.Dense(2)))).children[0].key == "out"
 
@@ -183,3 +209,12 @@ def test_layers_that_cannot_be_described_are_named() -> None:
 def test_bad_specs_are_errors_naming_the_place(spec: Any, pattern: str) -> None:
     with pytest.raises(LayerSpecError, match=pattern):
         layer_from_spec(spec)
+
+
+def test_a_padded_pair_network_round_trips() -> None:
+    net = padded_net()
+    again = rebuilt(net)
+    assert layer_spec(again) == layer_spec(net)
+    params, state = net.init(jax.random.key(0), ((3, 4), (3,)))
+    x = (jax.random.normal(jax.random.key(1), (2, 3, 4)), jnp.array([[1, 1, 0], [1, 1, 1]], bool))
+    np.testing.assert_array_equal(net.apply(params, state, x)[0], again.apply(params, state, x)[0])

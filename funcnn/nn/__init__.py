@@ -50,6 +50,14 @@ from funcnn.nn.pool import (
 from funcnn.nn.precision import mixed_precision, policy_of, without_output_softmax
 from funcnn.nn.recurrent import GRU, LSTM, RNN, Bidirectional, scan_cell
 from funcnn.nn.recurrent_cells import Cell, GRUCell, LSTMCell
+from funcnn.nn.registry import (
+    LayerSpecError,
+    config_builder,
+    layer_from_spec,
+    layer_spec,
+    register_layer,
+    registered_kinds,
+)
 from funcnn.nn.reshape import Flatten
 from funcnn.nn.summary import SummaryRow, summary, summary_rows, summary_table
 
@@ -78,6 +86,7 @@ __all__ = [
     "Layer",
     "LayerError",
     "LayerNorm",
+    "LayerSpecError",
     "LayerTypeError",
     "LeakyReLU",
     "Linear",
@@ -96,6 +105,7 @@ __all__ = [
     "check_float_input",
     "check_input_shape",
     "check_input_shapes",
+    "config_builder",
     "drop_mask",
     "error_within",
     "example_input",
@@ -104,6 +114,8 @@ __all__ = [
     "is_last_axis_softmax",
     "is_pair_shape",
     "keep_mask",
+    "layer_from_spec",
+    "layer_spec",
     "mixed_precision",
     "named",
     "no_penalty",
@@ -111,6 +123,8 @@ __all__ = [
     "parameter_free",
     "parameter_free_init",
     "policy_of",
+    "register_layer",
+    "registered_kinds",
     "residual",
     "scan_cell",
     "serial",

@@ -194,5 +194,5 @@ def MultiHeadAttention(heads: int, features: int, *, causal: bool = False,
                         rate=rate), state
 
     config = MappingProxyType({"heads": heads, "features": features, "causal": causal,
-                               "dropout": float(dropout)})
+                               "dropout": float(dropout), "dtype": jnp.dtype(dtype).name})
     return Layer(init, apply, no_penalty, "MultiHeadAttention", config)

@@ -182,7 +182,8 @@ def _conv_layer(spec: _Spec, *, use_bias: bool, w_init: Initializer | None,
                     jnp.abs(values) if label.endswith("l1") else jnp.square(values))
         return total
 
-    config = {**spec.config(), "use_bias": use_bias, **coefs}
+    config = {**spec.config(), "use_bias": use_bias, **coefs,
+              "dtype": jnp.dtype(dtype).name, "lowering": lowering}
     return Layer(init, apply, penalty, name, MappingProxyType(config))
 
 

@@ -97,5 +97,6 @@ def Dense(
                 )
         return total
 
-    config = {"n_out": n_out, "use_bias": use_bias, **coefs}
+    config = {"n_out": n_out, "use_bias": use_bias, **coefs,
+              "dtype": jnp.dtype(dtype).name}
     return Layer(init, apply, penalty, "Dense", MappingProxyType(config))

@@ -69,6 +69,7 @@ def Embedding(vocab: int, features: int, *, init: Initializer | None = None,
         _check_ids_in_range(x, vocab)
         return jnp.take(table, ids, axis=0, mode="fill", fill_value=jnp.nan), state
 
-    config = MappingProxyType({"vocab": vocab, "features": features})
+    config = MappingProxyType({"vocab": vocab, "features": features,
+                               "dtype": jnp.dtype(dtype).name})
     return Layer(layer_init, apply, no_penalty, "Embedding", config,
                  input_bounds=(0, vocab), input_dtype=jnp.int32)

@@ -266,7 +266,7 @@ def BatchNorm(momentum: float = 0.99, eps: float = 1e-5, *, axis: int = -1,
         return y, new_state
 
     config = {"momentum": mom, "eps": eps, "axis": axis, "use_scale": use_scale,
-              "use_bias": use_bias}
+              "use_bias": use_bias, "dtype": param_dtype.name}
     return Layer(init, apply, no_penalty, name, MappingProxyType(config))
 
 
@@ -320,7 +320,8 @@ def LayerNorm(eps: float = 1e-5, *, use_scale: bool = True, use_bias: bool = Tru
 
     return _stateless(name, lambda shape: shape[-1], _affine_keys(use_scale, use_bias),
                       normalize, lambda c: _affine_params(c, use_scale, use_bias, param_dtype),
-                      {"eps": eps, "use_scale": use_scale, "use_bias": use_bias})
+                      {"eps": eps, "use_scale": use_scale, "use_bias": use_bias,
+                       "dtype": param_dtype.name})
 
 
 def GroupNorm(groups: int, eps: float = 1e-5, *, ndim: int = 3, use_scale: bool = True,
@@ -365,7 +366,7 @@ def GroupNorm(groups: int, eps: float = 1e-5, *, ndim: int = 3, use_scale: bool 
     return _stateless(name, size_of, _affine_keys(use_scale, use_bias), normalize,
                       lambda c: _affine_params(c, use_scale, use_bias, param_dtype),
                       {"groups": groups, "eps": eps, "ndim": ndim, "use_scale": use_scale,
-                       "use_bias": use_bias})
+                       "use_bias": use_bias, "dtype": param_dtype.name})
 
 
 def RMSNorm(eps: float = 1e-6, *, use_scale: bool = True,
@@ -384,4 +385,4 @@ def RMSNorm(eps: float = 1e-6, *, use_scale: bool = True,
 
     return _stateless(name, lambda shape: shape[-1], _affine_keys(use_scale, False), normalize,
                       lambda c: _affine_params(c, use_scale, False, param_dtype),
-                      {"eps": eps, "use_scale": use_scale})
+                      {"eps": eps, "use_scale": use_scale, "dtype": param_dtype.name})

@@ -147,7 +147,8 @@ def _window_pool(name: str, kind: str, n: int, window: object, strides: object,
         y = pool(batch, kind, size, step, pads_for(batch.shape[1:-1]), lowering)
         return y[0] if single else y
 
-    config = {"window": list(size), "strides": list(step), "padding": config_padding(pad_mode)}
+    config = {"window": list(size), "strides": list(step), "padding": config_padding(pad_mode),
+              "lowering": lowering}
     return parameter_free(name, fn, config, check_shape)
 
 

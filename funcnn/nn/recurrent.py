@@ -345,7 +345,6 @@ def Bidirectional(forward_rnn: Layer, backward_rnn: Layer | None = None, *,
     def child_inputs(input_shape: Shape) -> tuple[tuple[str, Layer, Shape], ...]:
         return tuple((direction, layer, tuple(input_shape)) for direction, layer in children)
 
-    config = {"merge": merge, "forward": dict(forward_rnn.config),
-              "backward": dict(backward.config)}
+    config = {"merge": merge}  # the two directions are its children
     return Layer(init, apply, penalty, name, MappingProxyType(config),
                  (forward_rnn, backward), child_inputs=child_inputs)

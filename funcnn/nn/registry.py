@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 from funcnn.nn import activation, conv, normalization, pool
+from funcnn.nn.attention import MultiHeadAttention
 from funcnn.nn.branches import fan_out, residual
 from funcnn.nn.combinators import named, serial
 from funcnn.nn.dense import Dense
@@ -32,7 +33,10 @@ from funcnn.nn.dropout import Dropout
 from funcnn.nn.embedding import Embedding
 from funcnn.nn.errors import LayerError
 from funcnn.nn.layer import Layer
+from funcnn.nn.masking import drop_mask, keep_mask
 from funcnn.nn.precision import mixed_precision
+from funcnn.nn.recurrent import GRU, LSTM, RNN, Bidirectional
+from funcnn.nn.recurrent_cells import Cell, GRUCell, LSTMCell
 from funcnn.nn.reshape import Flatten
 
 __all__ = [
@@ -229,6 +233,52 @@ def _mixed_precision(config: Mapping[str, Any], children: tuple[Layer, ...]) -> 
     return mixed_precision(_only_child("MixedPrecision", children), config["policy"])
 
 
+def _keep_mask(config: Mapping[str, Any], children: tuple[Layer, ...]) -> Layer:
+    _no_config("keep_mask", config)
+    return keep_mask(_only_child("keep_mask", children))
+
+
+def _drop_mask(config: Mapping[str, Any], children: tuple[Layer, ...]) -> Layer:
+    _no_config("drop_mask", config)
+    if children:
+        raise ValueError(f"drop_mask takes no child layers, got {len(children)}")
+    return drop_mask()
+
+
+_CELLS: Mapping[str, Callable[..., Cell]] = {"LSTMCell": LSTMCell, "GRUCell": GRUCell}
+_RNN_SETTINGS = ("return_sequences", "reverse", "unroll", "lowering")
+
+
+def _recurrent(kind: str) -> LayerBuilder:
+    """The builder of `LSTM`, `GRU` or a plain `RNN`: the config names its cell and holds
+    the cell's settings beside the sequence settings."""
+
+    def build(config: Mapping[str, Any], children: tuple[Layer, ...]) -> Layer:
+        if children:
+            raise ValueError(f"{kind} takes no child layers, got {len(children)}")
+        settings = dict(config)
+        cell_kind = settings.pop("cell", None)
+        if cell_kind not in _CELLS:
+            raise ValueError(f"{kind} needs config 'cell' of {sorted(_CELLS)}, got "
+                             f"{cell_kind!r}")
+        sequence = {k: settings.pop(k) for k in _RNN_SETTINGS if k in settings}
+        if kind == "RNN":
+            return RNN(_CELLS[cell_kind](**settings), **sequence)
+        expected = f"{kind}Cell"
+        if cell_kind != expected:
+            raise ValueError(f"{kind} runs a {expected}, got config 'cell' {cell_kind!r}")
+        return (LSTM if kind == "LSTM" else GRU)(**settings, **sequence)
+
+    return build
+
+
+def _bidirectional(config: Mapping[str, Any], children: tuple[Layer, ...]) -> Layer:
+    if len(children) != 2:
+        raise ValueError(f"Bidirectional has 2 children (forward, backward), got "
+                         f"{len(children)}")
+    return Bidirectional(children[0], children[1], **config)
+
+
 _LEAVES: Sequence[Callable[..., Layer]] = (
     Dense, Dropout, Flatten, Embedding,
     activation.ReLU, activation.LeakyReLU, activation.Sigmoid, activation.Tanh,
@@ -237,7 +287,7 @@ _LEAVES: Sequence[Callable[..., Layer]] = (
     pool.MaxPool1D, pool.MaxPool2D, pool.AvgPool1D, pool.AvgPool2D,
     pool.GlobalMaxPool, pool.GlobalAvgPool,
     normalization.BatchNorm, normalization.LayerNorm, normalization.GroupNorm,
-    normalization.RMSNorm,
+    normalization.RMSNorm, MultiHeadAttention,
 )
 """Constructors whose layers are named after them and rebuild as `constructor(**config)`."""
 
@@ -247,3 +297,8 @@ register_layer("serial", _serial)
 register_layer("residual", _residual)
 register_layer("fan_out", _fan_out)
 register_layer("MixedPrecision", _mixed_precision)
+register_layer("keep_mask", _keep_mask)
+register_layer("drop_mask", _drop_mask)
+for _kind in ("LSTM", "GRU", "RNN"):
+    register_layer(_kind, _recurrent(_kind))
+register_layer("Bidirectional", _bidirectional)
