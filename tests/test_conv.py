@@ -175,7 +175,8 @@ def test_config_is_json_friendly() -> None:
     assert dict(layer.config) == {
         "filters": 4, "kernel_size": [3, 1], "strides": [2, 2],
         "padding": [[1, 0], [0, 0]], "dilation": [1, 1], "groups": 1, "use_bias": True,
-        "w_l1": 0.0, "w_l2": 1e-4, "b_l1": 0.0, "b_l2": 0.0}
+        "w_l1": 0.0, "w_l2": 1e-4, "b_l1": 0.0, "b_l2": 0.0, "dtype": "float32",
+        "lowering": "auto"}
     assert Conv1D(2, 3, padding="same").config["padding"] == "SAME"
 
 

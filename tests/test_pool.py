@@ -110,7 +110,8 @@ def test_global_pools() -> None:
 def test_config_and_default_strides() -> None:
     layer = MaxPool2D(3)
     assert layer.name == "MaxPool2D"
-    assert dict(layer.config) == {"window": [3, 3], "strides": [3, 3], "padding": "VALID"}
+    assert dict(layer.config) == {"window": [3, 3], "strides": [3, 3], "padding": "VALID",
+                                  "lowering": "auto"}
     assert dict(AvgPool1D(2, padding=(0, 1)).config)["padding"] == [[0, 1]]
     assert dict(GlobalAvgPool().config) == {"ndim": 2}
 
