@@ -209,6 +209,16 @@ EIGHT_DEVICES = textwrap.dedent("""
     mixed_eight = fn.fit(mixed, params, state, opt, cce, x, y, mesh=mesh, **args)
     out["mixed_dtypes"] = sorted({str(a.dtype) for a in jax.tree.leaves(mixed_eight.params)})
     out["mixed_history"] = largest(mixed_one.history.to_dict(), mixed_eight.history.to_dict())
+    # BatchNorm's statistics are the global batch's: the same state as on one device.
+    # No bias before it: that bias's gradient is zero by structure, and Adam turns its
+    # rounding (different on 8 devices) into whole steps of the learning rate.
+    bn = fn.serial(fn.Dense(8, use_bias=False), fn.BatchNorm(0.9), fn.ReLU(), fn.Dense(3),
+                   fn.Softmax())
+    bn_params, bn_state = bn.init(jax.random.key(0), (3,))
+    bn_one = fn.fit(bn, bn_params, bn_state, opt, cce, x, y, **args)
+    bn_eight = fn.fit(bn, bn_params, bn_state, opt, cce, x, y, mesh=mesh, **args)
+    out["bn"] = max(largest(bn_one.state, bn_eight.state), largest(bn_one.params,
+                                                                   bn_eight.params))
     made = fn.fit(net, params, state, opt, cce, x, y, mesh=jax.make_mesh((8,), ("data",)), **args)
     out["explicit_mesh"] = largest(one.params, made.params)
     for batch_size in (12, None):
@@ -255,6 +265,7 @@ def test_data_parallel_fit_on_eight_devices_equals_one_device() -> None:
     assert out["replicated"]
     # mixed bfloat16 over the mesh: float32 masters, the same run to bfloat16's rounding
     assert out["mixed_dtypes"] == ["float32"] and out["mixed_history"] <= 2e-2
+    assert out["bn"] <= 1e-5  # global-batch statistics (ragged last batch of 8 included)
     assert out["error_12"] == ("fit: batch_size 12 does not split evenly over the 8 devices of "
                                "the mesh's 'data' axis; use a multiple of 8 (e.g. 8 or 16)")
     assert out["error_None"].startswith("fit: the full batch of 36 samples does not split")
