@@ -220,6 +220,57 @@ def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> Array:
     return -_pick(activations.log_softmax(z), y, sparse)
 
 
+IGNORE = -1
+"""The label of a padded position in `token_crossentropy` and `token_accuracy`."""
+
+
+def token_targets(name: str, predictions: ArrayLike, labels: ArrayLike, ignore: int,
+                  ) -> tuple[Array, Array, Array]:
+    """Per-token targets: probabilities `(B, T, ..., V)` and integer labels `(B, T, ...)`,
+    `ignore` marking padding. Returns `(p, index, real)`: the labels with `ignore` replaced
+    by class 0 and the mask of real tokens. A concrete label outside `[0, V)` that is not
+    `ignore` is an error; under jit such a label gives NaN."""
+    pred = _as_float_predictions(name, predictions)
+    y = jnp.asarray(labels)
+    if pred.ndim < 3 or y.shape != pred.shape[:-1]:
+        raise ValueError(f"{name}: expected predictions (B, T, ..., V) and integer labels of "
+                         f"their shape but the last, got {pred.shape} and {y.shape}")
+    if not jnp.issubdtype(y.dtype, jnp.integer):
+        raise TypeError(f"{name}: labels must be integers, got {y.dtype}")
+    n_classes = pred.shape[-1]
+    if is_concrete(y):
+        values = np.asarray(y)
+        bad = values[((values < 0) | (values >= n_classes)) & (values != ignore)]
+        if bad.size:
+            raise ValueError(f"{name}: label {bad[0]} is out of range for {n_classes} classes "
+                             f"(padding is {ignore})")
+    real = y != ignore
+    return pred, jnp.where(real, y, 0).astype(jnp.int32), real
+
+
+def mean_over_tokens(per_token: Array, real: Array) -> Array:
+    """`(B, T, ...)` values to `(B,)`: each example's mean over its real tokens (0 for an
+    example with none). Short sequences weigh as much as long ones in a batch mean."""
+    axes = tuple(range(1, per_token.ndim))
+    total = jnp.sum(jnp.where(real, per_token, 0), axis=axes)
+    count = jnp.sum(real, axis=axes).astype(per_token.dtype)
+    return total / jnp.maximum(count, 1)
+
+
+def token_crossentropy(probs: ArrayLike, labels: ArrayLike, *, ignore: int = IGNORE) -> Array:
+    """Per-token cross-entropy `-log p[y]` (clipped as `categorical_crossentropy`), averaged
+    over each example's real tokens: probs `(B, T, V)`, labels `(B, T)` with `ignore` (-1)
+    at padded positions -> losses `(B,)`, which `fit` takes. In nats; `to_bits` converts."""
+    p, index, real = token_targets("token_crossentropy", probs, labels, ignore)
+    return mean_over_tokens(-_pick(clipped_log(p), index, True), real)
+
+
+def to_bits(nats: ArrayLike) -> Array:
+    """A cross-entropy in nats as bits (per character, for a character model): `/ ln 2`."""
+    value = jnp.asarray(nats)
+    return value / jnp.asarray(np.log(2.0), value.dtype)
+
+
 def binary_crossentropy(probs: ArrayLike, targets: ArrayLike) -> Array:
     """`mean_k -(y log p + (1-y) log(1-p))` on clipped probabilities (chapter 16).
 

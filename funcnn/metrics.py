@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from funcnn import activations
-from funcnn.losses import class_targets, same_shape_targets
+from funcnn.losses import IGNORE, class_targets, mean_over_tokens, same_shape_targets, token_targets
 from funcnn.typing import Array, ArrayLike
 
 
@@ -118,3 +118,12 @@ def regression_accuracy(predictions: ArrayLike, targets: ArrayLike, *, precision
     distance = jnp.abs(p - y)
     return jnp.mean(_nan_where(jnp.isnan(distance), (distance < precision).astype(p.dtype)),
                     axis=-1)
+
+
+def token_accuracy(predictions: ArrayLike, labels: ArrayLike, *, ignore: int = IGNORE,
+                   ) -> Array:
+    """Per example, the share of its real tokens (label not `ignore`) whose first argmax is
+    the label: predictions `(B, T, V)`, labels `(B, T)` -> `(B,)`."""
+    p, index, real = token_targets("token_accuracy", predictions, labels, ignore)
+    hits = categorical_accuracy(p, index)
+    return mean_over_tokens(hits, real)

@@ -184,9 +184,11 @@ ELEMENTWISE_LOSSES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = 
 OTHER_LOSS_FUNCTIONS: dict[str, Callable[[Any], Any]] = {
     "clipped_log": lambda p: np.log(np_clip(p)),  # per element
     "mean": lambda values: np.mean(values),  # a batch's data loss
+    "to_bits": lambda nats: nats / np.log(2.0),  # per element
 }
 
-LOSS_VALIDATORS = {"is_concrete", "class_targets", "same_shape_targets"}  # return no losses
+LOSS_VALIDATORS = {"is_concrete", "class_targets", "same_shape_targets",  # return no losses
+                   "token_targets", "mean_over_tokens"}
 
 
 def class_problem(classes: int, probabilities: bool) -> tuple[np.ndarray, np.ndarray,
@@ -217,6 +219,17 @@ def f32(x: np.ndarray) -> jax.Array:
     return jnp.asarray(x, jnp.float32)
 
 
+def token_problem(classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities `(3, 2, C)`, labels `(3, 2)`: a NaN in a real token of row 0, a NaN in
+    the padded token of row 1 (ignored, as padding is), none in row 2."""
+    rng = np.random.default_rng(classes)
+    z = rng.standard_normal((3, 2, classes))
+    p = np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
+    labels = np.asarray([[1, 0], [2, -1], [0, 1]])
+    p[0, 1, 2] = p[1, 1, 0] = NAN
+    return p, labels
+
+
 @pytest.mark.parametrize("size", [3, 20])  # classes: column by column, and one reduction
 @pytest.mark.parametrize("name", sorted(set(public_functions(losses)) - LOSS_VALIDATORS))
 def test_losses_are_nan_for_every_example_holding_a_nan(name: str, size: int) -> None:
@@ -233,6 +246,11 @@ def test_losses_are_nan_for_every_example_holding_a_nan(name: str, size: int) ->
         expected = ELEMENTWISE_LOSSES[name](p, y)
         np.testing.assert_allclose(loss(f32(p), f32(y)), expected, rtol=2e-5)
         assert np.isnan(expected).tolist() == [True, True, False]
+    elif name == "token_crossentropy":
+        p, labels = token_problem(size)
+        out = np.asarray(loss(f32(p), jnp.asarray(labels)))
+        assert np.isnan(out).tolist() == [True, False, False]
+        np.testing.assert_allclose(out[1], -np.log(p[1, 0, 2]), rtol=2e-5)
     else:
         values = np.asarray([[0.25, NAN, 0.5], [0.5, 0.125, 0.75]])
         np.testing.assert_allclose(loss(f32(values)), OTHER_LOSS_FUNCTIONS[name](values),
@@ -286,6 +304,11 @@ def test_metrics_are_nan_and_class_picks_minus_one_for_nan(name: str, size: int)
         picks = jax.jit(metrics.first_argmax)(x)
         np.testing.assert_array_equal(picks, np_first_argmax(x))
         assert picks.tolist()[:4] == [-1, -1, -1, -1]
+    elif name == "token_accuracy":
+        p, labels = token_problem(size)
+        out = np.asarray(jax.jit(metrics.token_accuracy)(f32(p), jnp.asarray(labels)))
+        assert np.isnan(out).tolist() == [True, False, False]
+        assert out[1] == float(np.argmax(p[1, 0]) == 2)
     elif name == "threshold_classes":
         x = nan_rows(size)
         np.testing.assert_array_equal(jax.jit(metrics.threshold_classes)(x),

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from funcnn.losses import IGNORE
 from funcnn.nn.errors import LayerError
 from funcnn.nn.layer import Layer
 from funcnn.training.batching import check_data, param_dtype
@@ -145,8 +146,9 @@ def _bad_rows(xp: Any, x: Any, y: Any | None, bounds: tuple[float, float] | None
              _first_true(xp, _row_flags(xp, (x < bounds[0]) | (x >= bounds[1])))]
     y_floating = y is not None and xp.issubdtype(y.dtype, xp.floating)
     found.append(_first_true(xp, _row_flags(xp, ~xp.isfinite(y))) if y_floating else none)
+    low = 0 if y is None or y.ndim == 1 else IGNORE  # per-token labels: -1 is padding
     found.append(none if y is None or classes is None else
-                 _first_true(xp, (y < 0) | (y >= classes)))
+                 _first_true(xp, _row_flags(xp, (y < low) | (y >= classes))))
     return xp.stack([xp.asarray(f).astype(xp.int32) for f in found])
 
 
@@ -154,12 +156,13 @@ _bad_rows_on_device = jax.jit(partial(_bad_rows, jnp), static_argnums=(2, 3))
 
 
 def _label_classes(y: Array | np.ndarray | None, out: jax.ShapeDtypeStruct) -> int | None:
-    """K for integer labels `(N,)` of a network with K > 1 outputs `(K,)`, else None."""
-    if y is None or y.ndim != 1 or not jnp.issubdtype(y.dtype, jnp.integer):
+    """K for integer labels `(N,)` of a network with K > 1 outputs `(K,)`, or per-token
+    labels `(N, T, ...)` of outputs `(T, ..., K)`; else None."""
+    if y is None or y.ndim < 1 or not jnp.issubdtype(y.dtype, jnp.integer):
         return None
-    if len(out.shape) != 1 or out.shape[0] < 2:
+    if len(out.shape) != y.ndim or tuple(out.shape[:-1]) != tuple(y.shape[1:]):
         return None
-    return int(out.shape[0])
+    return int(out.shape[-1]) if out.shape[-1] >= 2 else None
 
 
 def check_values(where: str, net: Layer, x: Array | np.ndarray, y: Array | np.ndarray | None,
@@ -183,8 +186,11 @@ def check_values(where: str, net: Layer, x: Array | np.ndarray, y: Array | np.nd
         lambda i: f"row {i} of x has values outside [{bounds[0]}, {bounds[1]}), the range "
         "the network's first layer accepts" if bounds else "",
         lambda i: f"row {i} of y is not finite (NaN or infinity)",
-        lambda i: f"label y[{i}] = {_label_at(y, i)} is outside 0..{classes - 1}, the "
-        f"{classes} classes of the network's output" if classes else "",
+        lambda i: (f"label y[{i}] = {_label_at(y, i)} is outside 0..{classes - 1}, the "
+                   f"{classes} classes of the network's output" if y is not None and y.ndim == 1
+                   else f"row {i} of y has labels outside 0..{classes - 1} (and {IGNORE}, "
+                   f"padding), the {classes} classes of the network's output")
+        if classes else "",
     ]
     for index, text in zip(found, describe, strict=True):
         if index >= 0:
