@@ -18,7 +18,8 @@ import funcnn as fn
 FLOOR = 1e-4
 CASES = [
     ContractCase("attention", lambda: fn.MultiHeadAttention(2, 4), (3, 5), fd_floor=FLOOR),
-    ContractCase("attention_causal", lambda: fn.MultiHeadAttention(1, 6, causal=True), (4, 3),
+    ContractCase("attention_causal", lambda: fn.MultiHeadAttention(1, 6, causal=True, w_l1=1e-2,
+                                                                   w_l2=1e-2), (4, 3),
                  fd_floor=FLOOR),
     ContractCase("attention_block", lambda: fn.residual(fn.serial(
         fn.LayerNorm(), fn.MultiHeadAttention(2, 4, causal=True))), (3, 4), fd_floor=FLOOR),
@@ -140,3 +141,12 @@ def test_pairs_train_through_fit_and_score_through_evaluate_and_predict() -> Non
         fn.predict(net, result.params, result.state, (x, mask.astype(np.int32)))
     with pytest.raises(ValueError, match="x has 64 samples but its mask has 10"):
         fn.predict(net, result.params, result.state, (x, mask[:10]))
+
+
+def test_the_penalty_covers_the_four_weights_not_the_biases() -> None:
+    layer = fn.MultiHeadAttention(2, 4, w_l1=0.1, w_l2=0.01)
+    params, _ = layer.init(jax.random.key(0), (3, 5))
+    params = jax.tree.map(lambda a: a + 0.5, params)  # nonzero biases
+    ws = [np.asarray(params[n]["w"], np.float64) for n in "qkvo"]
+    expected = sum(0.1 * np.abs(w).sum() + 0.01 * (w ** 2).sum() for w in ws)
+    assert float(layer.penalty(params)) == pytest.approx(expected, rel=1e-6)

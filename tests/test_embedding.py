@@ -19,7 +19,8 @@ def token_ids(key: jax.Array, shape: tuple[int, ...], dtype: str) -> jax.Array:
 
 CASES = [
     ContractCase("embedding", lambda: fn.Embedding(7, 3), (4,), token_ids, float_input=False),
-    ContractCase("embedding_scalar_id", lambda: fn.Embedding(7, 2), (), token_ids,
+    ContractCase("embedding_scalar_id", lambda: fn.Embedding(7, 2, w_l1=1e-2, w_l2=1e-2), (),
+                 token_ids,
                  float_input=False),
     ContractCase("embedding_net", lambda: fn.serial(fn.Embedding(7, 3), fn.Flatten(),
                                                     fn.Dense(2)), (4,), token_ids,
@@ -117,3 +118,14 @@ def test_a_float_network_still_refuses_integer_x_with_a_hint() -> None:
     params, state = net.init(jax.random.key(0), (3,))
     with pytest.raises(TypeError, match="need a network that starts with an Embedding"):
         fn.predict(net, params, state, np.zeros((2, 3), np.int32))
+
+
+def test_the_table_penalty_is_the_books_sum() -> None:
+    layer = fn.Embedding(5, 3, w_l1=0.1, w_l2=0.01)
+    params, _ = layer.init(jax.random.key(0), (2,))
+    table = np.asarray(params["table"], np.float64)
+    expected = 0.1 * np.abs(table).sum() + 0.01 * (table ** 2).sum()
+    assert float(layer.penalty(params)) == pytest.approx(expected, rel=1e-6)
+    assert float(fn.Embedding(5, 3).penalty(params)) == 0.0
+    with pytest.raises(ValueError, match="Embedding: w_l2 must be a finite number >= 0"):
+        fn.Embedding(5, 3, w_l2=-1.0)

@@ -39,6 +39,7 @@ from funcnn.nn.layer import (
 )
 from funcnn.nn.masking import drop_mask, keep_mask
 from funcnn.nn.normalization import BatchNorm, GroupNorm, LayerNorm, RMSNorm
+from funcnn.nn.penalties import check_coefficient, l1_l2
 from funcnn.nn.pool import (
     AvgPool1D,
     AvgPool2D,
@@ -102,6 +103,7 @@ __all__ = [
     "SummaryRow",
     "Tanh",
     "attention_weights",
+    "check_coefficient",
     "check_float_input",
     "check_input_shape",
     "check_input_shapes",
@@ -114,6 +116,7 @@ __all__ = [
     "is_last_axis_softmax",
     "is_pair_shape",
     "keep_mask",
+    "l1_l2",
     "layer_from_spec",
     "layer_spec",
     "mixed_precision",

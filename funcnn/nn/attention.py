@@ -22,7 +22,8 @@ import jax.numpy as jnp
 
 from funcnn.initializers import glorot_uniform, zeros
 from funcnn.nn.errors import LayerError, LayerTypeError
-from funcnn.nn.layer import Layer, check_float_input, check_input_shapes, no_penalty
+from funcnn.nn.layer import Layer, check_float_input, check_input_shapes
+from funcnn.nn.penalties import check_coefficient, l1_l2
 from funcnn.typing import Array, DTypeLike, Params, PRNGKey, Shape, State
 
 __all__ = ["MultiHeadAttention", "attention_weights"]
@@ -157,13 +158,24 @@ def _forward(params: Params, values: Array, mask: Array | None, drop_key: PRNGKe
 
 
 def MultiHeadAttention(heads: int, features: int, *, causal: bool = False,
-                       dropout: float = 0.0, dtype: DTypeLike = jnp.float32) -> Layer:
+                       dropout: float = 0.0, w_l1: float = 0.0, w_l2: float = 0.0,
+                       dtype: DTypeLike = jnp.float32) -> Layer:
     """Self-attention `(..., T, F) -> (..., T, features)`, or on the pair `(x, mask)` with a
     bool `mask (..., T)` (True: a real position; padded keys are never attended to, padded
     queries get finite outputs of no meaning). `causal=True`: position t sees keys <= t.
     `dropout` drops attention weights in training. Params `{"q", "k", "v", "o"}`, each
-    `{"w": (in, out), "b": (out,)}`; Glorot-uniform weights, zero biases."""
+    `{"w": (in, out), "b": (out,)}`; Glorot-uniform weights, zero biases. Penalty:
+    `w_l1 * sum|w| + w_l2 * sum w^2` over the four weights (not the biases)."""
     _check_settings(heads, features, dropout)
+    l1 = check_coefficient("MultiHeadAttention", "w_l1", w_l1)
+    l2 = check_coefficient("MultiHeadAttention", "w_l2", w_l2)
+
+    def penalty(params: Params) -> Array:
+        total = jnp.zeros((), jnp.float32)
+        for name in PROJECTIONS:
+            total = total + l1_l2(params[name]["w"], l1, l2)
+        return total
+
     init_w = glorot_uniform()
 
     @partial(jax.jit, static_argnums=1)
@@ -194,5 +206,6 @@ def MultiHeadAttention(heads: int, features: int, *, causal: bool = False,
                         rate=rate), state
 
     config = MappingProxyType({"heads": heads, "features": features, "causal": causal,
-                               "dropout": float(dropout), "dtype": jnp.dtype(dtype).name})
-    return Layer(init, apply, no_penalty, "MultiHeadAttention", config)
+                               "dropout": float(dropout), "w_l1": l1, "w_l2": l2,
+                               "dtype": jnp.dtype(dtype).name})
+    return Layer(init, apply, penalty, "MultiHeadAttention", config)

@@ -11,7 +11,8 @@ import numpy as np
 
 from funcnn.initializers import book_normal
 from funcnn.nn.errors import LayerError, LayerTypeError
-from funcnn.nn.layer import Layer, check_input_shape, no_penalty
+from funcnn.nn.layer import Layer, check_input_shape
+from funcnn.nn.penalties import check_coefficient, l1_l2
 from funcnn.typing import Array, DTypeLike, Initializer, Params, PRNGKey, Shape, State
 
 __all__ = ["Embedding"]
@@ -37,9 +38,10 @@ def _check_ids_in_range(ids: Array, vocab: int) -> None:
 
 
 def Embedding(vocab: int, features: int, *, init: Initializer | None = None,
-              dtype: DTypeLike = jnp.float32) -> Layer:
+              w_l1: float = 0.0, w_l2: float = 0.0, dtype: DTypeLike = jnp.float32) -> Layer:
     """Integer ids `(...)` to vectors `(..., features)`; params `{"table": (vocab,
-    features)}`, initialized `N(0, 1)` by default (as PyTorch and Flax do).
+    features)}`, initialized `N(0, 1)` by default (as PyTorch and Flax do). Penalty:
+    `w_l1 * sum|table| + w_l2 * sum table^2`.
 
     Ids outside `[0, vocab)` are never clamped: concrete ones (eager calls) raise a
     `LayerError`, `fit`, `evaluate` and `predict` check their data up front against
@@ -48,6 +50,11 @@ def Embedding(vocab: int, features: int, *, init: Initializer | None = None,
     vocab = _check_positive("vocab", vocab)
     features = _check_positive("features", features)
     table_init = book_normal(1.0) if init is None else init
+    l1 = check_coefficient("Embedding", "w_l1", w_l1)
+    l2 = check_coefficient("Embedding", "w_l2", w_l2)
+
+    def penalty(params: Params) -> Array:
+        return l1_l2(params["table"], l1, l2)
 
     def layer_init(key: PRNGKey, input_shape: Shape) -> tuple[Params, State]:
         check_input_shape("Embedding", input_shape, min_rank=0)
@@ -69,7 +76,7 @@ def Embedding(vocab: int, features: int, *, init: Initializer | None = None,
         _check_ids_in_range(x, vocab)
         return jnp.take(table, ids, axis=0, mode="fill", fill_value=jnp.nan), state
 
-    config = MappingProxyType({"vocab": vocab, "features": features,
+    config = MappingProxyType({"vocab": vocab, "features": features, "w_l1": l1, "w_l2": l2,
                                "dtype": jnp.dtype(dtype).name})
-    return Layer(layer_init, apply, no_penalty, "Embedding", config,
+    return Layer(layer_init, apply, penalty, "Embedding", config,
                  input_bounds=(0, vocab), input_dtype=jnp.int32)
