@@ -147,6 +147,17 @@ def check_input_shape(name: str, input_shape: Shape, min_rank: int = 1) -> Shape
     return shape
 
 
+def check_param_dtype(name: str, dtype: DTypeLike) -> Any:
+    """`dtype` resolved, or a ValueError unless it is a floating-point dtype."""
+    try:
+        resolved = jnp.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"{name}: dtype must be a floating-point dtype, got {dtype!r}") from None
+    if not jnp.issubdtype(resolved, jnp.floating):
+        raise ValueError(f"{name}: dtype must be a floating-point dtype, got {resolved}")
+    return resolved
+
+
 def check_float_input(name: str, x: Array) -> None:
     """Raise `LayerTypeError` unless `x` is a floating-point array."""
     if not jnp.issubdtype(jnp.result_type(x), jnp.floating):

@@ -19,7 +19,13 @@ import jax
 import jax.numpy as jnp
 
 from funcnn.nn.errors import LayerError
-from funcnn.nn.layer import Layer, check_float_input, check_input_shape, no_penalty
+from funcnn.nn.layer import (
+    Layer,
+    check_float_input,
+    check_input_shape,
+    check_param_dtype,
+    no_penalty,
+)
 from funcnn.typing import Array, DTypeLike, Params, PRNGKey, Shape, State
 
 __all__ = ["BatchNorm", "GroupNorm", "LayerNorm", "RMSNorm"]
@@ -41,14 +47,6 @@ def _check_flag(name: str, label: str, value: bool) -> bool:
     return value
 
 
-def _check_dtype(name: str, dtype: DTypeLike) -> jnp.dtype[Any]:
-    try:
-        resolved = jnp.dtype(dtype)
-    except TypeError:
-        raise ValueError(f"{name}: dtype must be a floating-point dtype, got {dtype!r}") from None
-    if not jnp.issubdtype(resolved, jnp.floating):
-        raise ValueError(f"{name}: dtype must be a floating-point dtype, got {resolved}")
-    return resolved
 
 
 def _check_positive_int(name: str, label: str, value: int) -> int:
@@ -236,7 +234,7 @@ def BatchNorm(momentum: float = 0.99, eps: float = 1e-5, *, axis: int = -1,
     eps = _check_eps(name, eps)
     use_scale = _check_flag(name, "use_scale", use_scale)
     use_bias = _check_flag(name, "use_bias", use_bias)
-    param_dtype = _check_dtype(name, dtype)
+    param_dtype = check_param_dtype(name, dtype)
     state_dtype = jnp.float64 if param_dtype == jnp.float64 else jnp.float32
     keys = _affine_keys(use_scale, use_bias)
     mom = float(momentum)
@@ -312,7 +310,7 @@ def LayerNorm(eps: float = 1e-5, *, use_scale: bool = True, use_bias: bool = Tru
     eps = _check_eps(name, eps)
     use_scale = _check_flag(name, "use_scale", use_scale)
     use_bias = _check_flag(name, "use_bias", use_bias)
-    param_dtype = _check_dtype(name, dtype)
+    param_dtype = check_param_dtype(name, dtype)
 
     def normalize(params: Params, x: Array) -> Array:
         y: Array = _group_norm(params, _checked_input(name, x, -1, params), 1, 1, eps)
@@ -341,7 +339,7 @@ def GroupNorm(groups: int, eps: float = 1e-5, *, ndim: int = 3, use_scale: bool 
     eps = _check_eps(name, eps)
     use_scale = _check_flag(name, "use_scale", use_scale)
     use_bias = _check_flag(name, "use_bias", use_bias)
-    param_dtype = _check_dtype(name, dtype)
+    param_dtype = check_param_dtype(name, dtype)
 
     def check_divisible(channels: int) -> None:
         if channels % groups:
@@ -377,7 +375,7 @@ def RMSNorm(eps: float = 1e-6, *, use_scale: bool = True,
     name = "RMSNorm"
     eps = _check_eps(name, eps)
     use_scale = _check_flag(name, "use_scale", use_scale)
-    param_dtype = _check_dtype(name, dtype)
+    param_dtype = check_param_dtype(name, dtype)
 
     def normalize(params: Params, x: Array) -> Array:
         y: Array = _rms_norm(params, _checked_input(name, x, -1, params), eps)

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from funcnn.initializers import glorot_uniform, orthogonal, zeros
 from funcnn.nn.errors import LayerError
+from funcnn.nn.layer import check_param_dtype
 from funcnn.typing import Array, DTypeLike, Initializer, Params, PRNGKey, PyTree, Shape
 
 __all__ = ["Carry", "Cell", "GRUCell", "LSTMCell"]
@@ -90,14 +91,6 @@ def _check_number(name: str, label: str, value: float, *, nonnegative: bool) -> 
     return float(value)
 
 
-def _check_dtype(name: str, dtype: DTypeLike) -> jnp.dtype[Any]:
-    try:
-        resolved = jnp.dtype(dtype)
-    except TypeError:
-        raise ValueError(f"{name}: dtype must be a floating-point dtype, got {dtype!r}") from None
-    if not jnp.issubdtype(resolved, jnp.floating):
-        raise ValueError(f"{name}: dtype must be a floating-point dtype, got {resolved}")
-    return resolved
 
 
 def _check_init(name: str, label: str, init: Initializer | None) -> None:
@@ -209,7 +202,7 @@ def _gate_weights(name: str, hidden: int, gates: int, bias_keys: tuple[str, ...]
     for label, fn in (("w_init", w_init), ("recurrent_init", recurrent_init),
                       ("b_init", b_init)):
         _check_init(name, label, fn)
-    param_dtype = _check_dtype(name, dtype)
+    param_dtype = check_param_dtype(name, dtype)
     how = _Draw(hidden, gates, bias_keys, _GLOROT_UNIFORM if w_init is None else w_init,
                 orthogonal() if recurrent_init is None else recurrent_init, b_init, param_dtype,
                 forget_bias)
