@@ -111,3 +111,35 @@ def test_cnn_example_beats_the_mlp_on_mnist_digits_and_prints_its_table() -> Non
     assert acc["cnn"] > acc["mlp"] + 0.05, rows
     assert [int(m[1]) for m in epoch_lines(done.stdout)] == [4, 4, 4]  # each model's last
     assert len(re.findall(r"^validation, acc: ", done.stdout, re.M)) == 3
+
+
+def char_text_sample(stdout: str, model: str, chars: int) -> str:
+    """The sample a model printed: the text between its header line and the rule."""
+    header = f"{model} sample ({chars} characters, temperature 0.7):\n"
+    assert header in stdout, stdout
+    return stdout.split(header)[1].split("\n" + "-" * 40 + "\n")[0]
+
+
+def test_char_text_example_beats_the_unigram_baseline_and_samples_text() -> None:
+    done = run_script("char_text.py", "--epochs", "2", "--chars", "40000", "--context", "16",
+                      "--sample-chars", "60", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Python "), done.stdout
+    baseline = float(re.search(r"^unigram baseline: (\d\.\d{3}) bits/char on the validation "
+                               r"text$", done.stdout, re.M)[1])
+    table = done.stdout.split("after 2 epochs:\n")[1].splitlines()
+    assert table[0].split() == ["model", "params", "val", "bits/char", "val", "acc", "seconds"]
+    assert table[1].split() == ["unigram", "96", f"{baseline:.3f}"]
+    rows = [re.fullmatch(r"(\S+) +([\d,]+) +(\d\.\d{3}) +(\d\.\d{3}) +(\d+\.\d)", row)
+            for row in table[2:]]
+    assert all(rows) and [r[1] for r in rows] == ["transformer", "lstm"], table
+    # positions: a (16, 128) table; the LSTM's count does not depend on the window
+    assert [int(r[2].replace(",", "")) for r in rows] == [429_921 - 48 * 128, 359_841]
+    bits = {r[1]: float(r[3]) for r in rows}
+    # 2 x 71 steps on 36,000 characters (seeds 0-2: transformer 2.29-2.31, LSTM 2.48-2.58
+    # bits against the unigram's 4.07): both a full bit below the baseline at least
+    assert bits["transformer"] < baseline - 1.0 and bits["lstm"] < baseline - 1.0, table
+    for model in ("transformer", "lstm"):
+        assert len(char_text_sample(done.stdout, model, 60)) == 60
+    assert "samples continue the first 16 validation characters: '" in done.stdout
+    assert [int(m[1]) for m in epoch_lines(done.stdout)] == [1, 2] * 2
