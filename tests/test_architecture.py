@@ -100,6 +100,9 @@ def test_the_contracts_cover_every_module_and_count_type_checking_imports() -> N
     # An optimizer may import funcnn.tree and funcnn.typing, nothing else of funcnn.
     assert set(contract("optim")["forbidden_modules"]) == modules - {
         "funcnn.optim", "funcnn.tree", "funcnn.typing"}
+    # A precision policy is plain data: funcnn.typing is all it may import of funcnn.
+    assert set(contract("precision")["forbidden_modules"]) == modules - {
+        "funcnn.precision", "funcnn.typing"}
     assert {c["type"] for c in settings["contracts"]} >= {"forbidden", "layers",
                                                           "acyclic_siblings"}
 

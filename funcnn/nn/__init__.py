@@ -40,7 +40,7 @@ from funcnn.nn.layer import (
 )
 from funcnn.nn.masking import drop_mask, keep_mask
 from funcnn.nn.normalization import BatchNorm, GroupNorm, LayerNorm, RMSNorm
-from funcnn.nn.penalties import check_coefficient, l1_l2
+from funcnn.nn.penalties import check_coefficient, coefficients, weight_penalty
 from funcnn.nn.pool import (
     AvgPool1D,
     AvgPool2D,
@@ -109,6 +109,7 @@ __all__ = [
     "check_input_shape",
     "check_input_shapes",
     "check_param_dtype",
+    "coefficients",
     "config_builder",
     "drop_mask",
     "error_within",
@@ -118,7 +119,6 @@ __all__ = [
     "is_last_axis_softmax",
     "is_pair_shape",
     "keep_mask",
-    "l1_l2",
     "layer_from_spec",
     "layer_spec",
     "mixed_precision",
@@ -136,5 +136,6 @@ __all__ = [
     "summary",
     "summary_rows",
     "summary_table",
+    "weight_penalty",
     "without_output_softmax",
 ]

@@ -22,8 +22,8 @@ import jax.numpy as jnp
 
 from funcnn.initializers import glorot_uniform, zeros
 from funcnn.nn.errors import LayerError, LayerTypeError
-from funcnn.nn.layer import Layer, check_float_input, check_input_shapes
-from funcnn.nn.penalties import check_coefficient, l1_l2
+from funcnn.nn.layer import Layer, check_float_input, check_input_shapes, is_pair_shape
+from funcnn.nn.penalties import coefficients, weight_penalty
 from funcnn.typing import Array, DTypeLike, Params, PRNGKey, Shape, State
 
 __all__ = ["MultiHeadAttention", "attention_weights"]
@@ -47,10 +47,11 @@ def _check_settings(heads: object, features: object, dropout: object) -> None:
 def _sequence_shape(input_shape: Any) -> tuple[int, int]:
     """(T, F) of one example, from `(T, F)` or the pair `((T, F), (T,))`."""
     shapes = check_input_shapes("MultiHeadAttention", input_shape)
-    x_shape = shapes[0] if isinstance(shapes[0], tuple) else shapes
+    pair = is_pair_shape(shapes)
+    x_shape = shapes[0] if pair else shapes
     if len(x_shape) != 2:
         raise LayerError("MultiHeadAttention", f"expects examples (T, F), got {x_shape}")
-    if isinstance(shapes[0], tuple) and (len(shapes) != 2 or shapes[1] != x_shape[:1]):
+    if pair and (len(shapes) != 2 or shapes[1] != x_shape[:1]):
         raise LayerError("MultiHeadAttention", "a pair input is (x, mask) with mask of "
                          f"shape (T,) = {x_shape[:1]}, got shapes {shapes}")
     return x_shape[0], x_shape[1]
@@ -167,14 +168,11 @@ def MultiHeadAttention(heads: int, features: int, *, causal: bool = False,
     `{"w": (in, out), "b": (out,)}`; Glorot-uniform weights, zero biases. Penalty:
     `w_l1 * sum|w| + w_l2 * sum w^2` over the four weights (not the biases)."""
     _check_settings(heads, features, dropout)
-    l1 = check_coefficient("MultiHeadAttention", "w_l1", w_l1)
-    l2 = check_coefficient("MultiHeadAttention", "w_l2", w_l2)
+    coefs = coefficients("MultiHeadAttention", {"w_l1": w_l1, "w_l2": w_l2})
 
     def penalty(params: Params) -> Array:
-        total = jnp.zeros((), jnp.float32)
-        for name in PROJECTIONS:
-            total = total + l1_l2(params[name]["w"], l1, l2)
-        return total
+        return weight_penalty((params[name]["w"], coefs["w_l1"], coefs["w_l2"])
+                              for name in PROJECTIONS)
 
     init_w = glorot_uniform()
 
@@ -206,6 +204,6 @@ def MultiHeadAttention(heads: int, features: int, *, causal: bool = False,
                         rate=rate), state
 
     config = MappingProxyType({"heads": heads, "features": features, "causal": causal,
-                               "dropout": float(dropout), "w_l1": l1, "w_l2": l2,
+                               "dropout": float(dropout), **coefs,
                                "dtype": jnp.dtype(dtype).name})
     return Layer(init, apply, penalty, "MultiHeadAttention", config)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from funcnn.nn.combinators import child_keys, children_penalty, error_within, output_shape
 from funcnn.nn.errors import LayerError
-from funcnn.nn.layer import Layer, check_input_shapes
+from funcnn.nn.layer import Layer, check_input_shapes, is_pair_shape
 from funcnn.typing import Array, Params, PRNGKey, Shape, State
 
 __all__ = ["fan_out", "residual"]
@@ -118,12 +118,13 @@ def fan_out(*layers: Layer, merge: str = "concat") -> Layer:
 
 
 def _values(x: Any) -> Any:
-    """The values of a pair `(x, mask)` (or of a pair's shape); anything else as it is."""
-    return x[0] if isinstance(x, tuple | list) and not is_shape(x) else x
+    """The values of a pair `(x, mask)`; one array as it is."""
+    return x[0] if isinstance(x, tuple | list) else x
 
 
-def is_shape(value: object) -> bool:
-    return isinstance(value, tuple | list) and all(isinstance(d, int) for d in value)
+def _values_shape(shape: Any) -> Any:
+    """The values' shape of a pair's shapes `((T, F), (T,))`; one shape as it is."""
+    return shape[0] if is_pair_shape(shape) else shape
 
 
 def residual(layer: Layer) -> Layer:
@@ -146,7 +147,7 @@ def residual(layer: Layer) -> Layer:
             out = output_shape(layer, p, s, shape)
         except Exception as err:
             raise error_within(err, "residual[0]") from None
-        same_shape(_values(shape), _values(out))
+        same_shape(_values_shape(shape), _values_shape(out))
         return ({key_name: p} if p else {}), ({key_name: s} if s else {})
 
     def apply(params: Params, state: State, x: Array, *, key: PRNGKey | None = None,

@@ -22,7 +22,6 @@ within float rounding.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -51,6 +50,7 @@ from funcnn.nn.conv_lowering import (
 )
 from funcnn.nn.errors import LayerError
 from funcnn.nn.layer import Layer, check_float_input, check_input_shape
+from funcnn.nn.penalties import coefficients, weight_penalty
 from funcnn.typing import Array, DTypeLike, Initializer, Params, PRNGKey, Shape, State
 
 
@@ -102,15 +102,6 @@ class _Spec:
         if not self.transpose:
             out.update(dilation=list(self.dilation), groups=self.groups)
         return out
-
-
-def _coefficients(name: str, **values: float) -> dict[str, float]:
-    """The L1/L2 coefficients, each a finite number >= 0."""
-    for label, value in values.items():
-        if not (isinstance(value, int | float) and not isinstance(value, bool)
-                and math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name}: {label} must be a finite number >= 0, got {value!r}")
-    return {label: float(value) for label, value in values.items()}
 
 
 def _conv_layer(spec: _Spec, *, use_bias: bool, w_init: Initializer | None,
@@ -174,13 +165,8 @@ def _conv_layer(spec: _Spec, *, use_bias: bool, w_init: Initializer | None,
         return forward(params, x), state
 
     def penalty(params: Params) -> Array:
-        total = jnp.zeros((), jnp.float32)
-        for label, coef in coefs.items():
-            if coef:
-                values = params[label[0]]
-                total = total + coef * jnp.sum(
-                    jnp.abs(values) if label.endswith("l1") else jnp.square(values))
-        return total
+        return weight_penalty((params[leaf], coefs[f"{leaf}_l1"], coefs[f"{leaf}_l2"])
+                              for leaf in ("w", "b") if leaf in params)
 
     config = {**spec.config(), "use_bias": use_bias, **coefs,
               "dtype": jnp.dtype(dtype).name, "lowering": lowering}
@@ -197,7 +183,7 @@ def Conv1D(filters: int, kernel_size: int | tuple[int], *, strides: int | tuple[
     `w: (k, C/groups, filters)`, `b: (filters,)`; `W' = ceil(W/s)` (SAME) or
     `floor((W + lo + hi - ((k-1)*d + 1)) / s) + 1`. Penalty as `Dense`'s."""
     spec = _Spec("Conv1D", 1, filters, kernel_size, strides, padding, dilation, groups, False)
-    coefs = _coefficients("Conv1D", w_l1=w_l1, w_l2=w_l2, b_l1=b_l1, b_l2=b_l2)
+    coefs = coefficients("Conv1D", {"w_l1": w_l1, "w_l2": w_l2, "b_l1": b_l1, "b_l2": b_l2})
     return _conv_layer(spec, use_bias=use_bias, w_init=w_init, b_init=b_init, coefs=coefs,
                        dtype=dtype, lowering=lowering)
 
@@ -212,7 +198,7 @@ def Conv2D(filters: int, kernel_size: int | tuple[int, int], *,
     `w: (kh, kw, C/groups, filters)`, `b: (filters,)`; padding "SAME" | "VALID" |
     `((lo, hi), (lo, hi))`. Penalty `w_l1*sum|w| + w_l2*sum w^2 + b_l1*sum|b| + b_l2*sum b^2`."""
     spec = _Spec("Conv2D", 2, filters, kernel_size, strides, padding, dilation, groups, False)
-    coefs = _coefficients("Conv2D", w_l1=w_l1, w_l2=w_l2, b_l1=b_l1, b_l2=b_l2)
+    coefs = coefficients("Conv2D", {"w_l1": w_l1, "w_l2": w_l2, "b_l1": b_l1, "b_l2": b_l2})
     return _conv_layer(spec, use_bias=use_bias, w_init=w_init, b_init=b_init, coefs=coefs,
                        dtype=dtype, lowering=lowering)
 
@@ -228,6 +214,7 @@ def ConvTranspose2D(filters: int, kernel_size: int | tuple[int, int], *,
     input gradient of `Conv2D` with kernel `swapaxes(w, 2, 3)` and the same strides and
     padding mode (module docstring)."""
     spec = _Spec("ConvTranspose2D", 2, filters, kernel_size, strides, padding, 1, 1, True)
-    coefs = _coefficients("ConvTranspose2D", w_l1=w_l1, w_l2=w_l2, b_l1=b_l1, b_l2=b_l2)
+    coefs = coefficients("ConvTranspose2D",
+                         {"w_l1": w_l1, "w_l2": w_l2, "b_l1": b_l1, "b_l2": b_l2})
     return _conv_layer(spec, use_bias=use_bias, w_init=w_init, b_init=b_init, coefs=coefs,
                        dtype=dtype, lowering=lowering)

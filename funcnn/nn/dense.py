@@ -3,7 +3,6 @@ book's `(n_in, n_out)` weight layout and per-layer L1/L2 penalties."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -13,13 +12,8 @@ import jax.numpy as jnp
 from funcnn.initializers import book_normal, zeros
 from funcnn.nn.errors import LayerError
 from funcnn.nn.layer import Layer, check_float_input, check_input_shape
+from funcnn.nn.penalties import coefficients, weight_penalty
 from funcnn.typing import Array, DTypeLike, Initializer, Params, PRNGKey, Shape, State
-
-
-def _check_coefficient(name: str, label: str, value: float) -> float:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name}: {label} must be a finite number >= 0, got {value!r}")
-    return float(value)
 
 
 def _lift_to_rank(v: Array, ndim: int) -> Array:
@@ -46,10 +40,7 @@ def Dense(
     """
     if not isinstance(n_out, int) or isinstance(n_out, bool) or n_out <= 0:
         raise ValueError(f"Dense: n_out must be a positive int, got {n_out!r}")
-    coefs = {
-        label: _check_coefficient("Dense", label, value)
-        for label, value in (("w_l1", w_l1), ("w_l2", w_l2), ("b_l1", b_l1), ("b_l2", b_l2))
-    }
+    coefs = coefficients("Dense", {"w_l1": w_l1, "w_l2": w_l2, "b_l1": b_l1, "b_l2": b_l2})
     if not use_bias and (coefs["b_l1"] or coefs["b_l2"]):
         raise ValueError("Dense: b_l1/b_l2 given but use_bias=False")
     weight_init = book_normal(0.01) if w_init is None else w_init
@@ -87,15 +78,8 @@ def Dense(
         return y, state
 
     def penalty(params: Params) -> Array:
-        total = jnp.zeros((), jnp.float32)
-        for label, leaf, power in (("w_l1", "w", 1), ("w_l2", "w", 2), ("b_l1", "b", 1),
-                                   ("b_l2", "b", 2)):
-            if coefs[label]:
-                values = params[leaf]
-                total = total + coefs[label] * jnp.sum(
-                    jnp.abs(values) if power == 1 else jnp.square(values)
-                )
-        return total
+        return weight_penalty((params[leaf], coefs[f"{leaf}_l1"], coefs[f"{leaf}_l2"])
+                              for leaf in ("w", "b") if leaf in params)
 
     config = {"n_out": n_out, "use_bias": use_bias, **coefs,
               "dtype": jnp.dtype(dtype).name}

@@ -12,7 +12,7 @@ import numpy as np
 from funcnn.initializers import book_normal
 from funcnn.nn.errors import LayerError, LayerTypeError
 from funcnn.nn.layer import Layer, check_input_shape
-from funcnn.nn.penalties import check_coefficient, l1_l2
+from funcnn.nn.penalties import coefficients, weight_penalty
 from funcnn.typing import Array, DTypeLike, Initializer, Params, PRNGKey, Shape, State
 
 __all__ = ["Embedding"]
@@ -50,11 +50,10 @@ def Embedding(vocab: int, features: int, *, init: Initializer | None = None,
     vocab = _check_positive("vocab", vocab)
     features = _check_positive("features", features)
     table_init = book_normal(1.0) if init is None else init
-    l1 = check_coefficient("Embedding", "w_l1", w_l1)
-    l2 = check_coefficient("Embedding", "w_l2", w_l2)
+    coefs = coefficients("Embedding", {"w_l1": w_l1, "w_l2": w_l2})
 
     def penalty(params: Params) -> Array:
-        return l1_l2(params["table"], l1, l2)
+        return weight_penalty([(params["table"], coefs["w_l1"], coefs["w_l2"])])
 
     def layer_init(key: PRNGKey, input_shape: Shape) -> tuple[Params, State]:
         check_input_shape("Embedding", input_shape, min_rank=0)
@@ -76,7 +75,7 @@ def Embedding(vocab: int, features: int, *, init: Initializer | None = None,
         _check_ids_in_range(x, vocab)
         return jnp.take(table, ids, axis=0, mode="fill", fill_value=jnp.nan), state
 
-    config = MappingProxyType({"vocab": vocab, "features": features, "w_l1": l1, "w_l2": l2,
+    config = MappingProxyType({"vocab": vocab, "features": features, **coefs,
                                "dtype": jnp.dtype(dtype).name})
     return Layer(layer_init, apply, penalty, "Embedding", config,
                  input_bounds=(0, vocab), input_dtype=jnp.int32)

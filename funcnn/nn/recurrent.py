@@ -12,18 +12,19 @@ Two lowerings, the same results within float rounding; every matmul covers all g
   matmuls become one large one).
 - `"per_step"`: each step does `x_t @ w_x` and `h @ w_h`.
 
-Measured on XLA:CPU, one of 2 shared cores (one SGD step on `mean(rnn(x)**2)`, the last
-output, gradient w.r.t. all params; ms per step inside `lax.scan` over 10 steps, as `fit`
-runs them / in a plain jitted step; process CPU time, best of 5), B x T x F x hidden:
+Measured on XLA:CPU, 2 cores (`python benchmarks/rnn_lowering.py`: one SGD step on
+`mean(rnn(x)[:, -1]**2)`, gradient w.r.t. all params; process CPU ms per step inside
+`lax.scan` over 10 steps, as `fit` runs them / in a plain jitted step; best of 3),
+B x T x F x hidden:
 
 | cell | size | per_step | precomputed |
 |---|---|---|---|
-| LSTM | 32x20x8x64 | 0.83 / 0.85 | 0.95 / 0.95 |
-| LSTM | 64x50x32x128 | 12.5 / 12.8 | 17.0 / 32.6 |
-| LSTM | 128x28x28x128 | 12.1 / 12.3 | 18.3 / 34.8 |
-| LSTM | 256x20x128x256 | 74.0 / 101 | 104 / 146 |
-| GRU | 64x50x32x128 | 9.16 / 9.62 | 11.1 / 11.8 |
-| GRU | 256x20x128x256 | 53.6 / 72.5 | 74.8 / 108 |
+| LSTM | 32x20x8x64 | 0.80 / 0.94 | 1.06 / 1.15 |
+| LSTM | 64x50x32x128 | 16.5 / 17.7 | 21.8 / 37.5 |
+| LSTM | 128x28x28x128 | 17.3 / 18.1 | 22.6 / 41.3 |
+| LSTM | 256x20x128x256 | 75.3 / 118 | 101 / 149 |
+| GRU | 64x50x32x128 | 12.7 / 14.5 | 14.2 / 14.5 |
+| GRU | 256x20x128x256 | 56.1 / 78.9 | 72.8 / 109 |
 
 On CPU the precomputed projection is slower: the scan then reads and (in the gradient)
 writes a `(T, B, G h)` buffer one `(B, G h)` slice per step, which XLA:CPU does far less

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from funcnn.initializers import glorot_uniform, orthogonal, zeros
 from funcnn.nn.errors import LayerError
 from funcnn.nn.layer import check_param_dtype
+from funcnn.nn.penalties import coefficients, weight_penalty
 from funcnn.typing import Array, DTypeLike, Initializer, Params, PRNGKey, PyTree, Shape
 
 __all__ = ["Carry", "Cell", "GRUCell", "LSTMCell"]
@@ -144,19 +145,9 @@ def _penalty(coefs: Mapping[str, tuple[float, float]]) -> Callable[[Params], Arr
     """`sum over leaves of l1 * sum|p| + l2 * sum p^2`, `coefs[leaf] = (l1, l2)`."""
 
     def penalty(params: Params) -> Array:
-        total = jnp.zeros((), jnp.float32)
-        for leaf, (l1, l2) in coefs.items():
-            if l1:
-                total = total + l1 * jnp.sum(jnp.abs(params[leaf]))
-            if l2:
-                total = total + l2 * jnp.sum(jnp.square(params[leaf]))
-        return total
+        return weight_penalty((params[leaf], l1, l2) for leaf, (l1, l2) in coefs.items())
 
     return penalty
-
-
-def _coefficients(name: str, values: Mapping[str, float]) -> dict[str, float]:
-    return {label: _check_number(name, label, v, nonnegative=True) for label, v in values.items()}
 
 
 _GLOROT_UNIFORM = glorot_uniform()
@@ -244,7 +235,7 @@ def LSTMCell(hidden: int, *, w_init: Initializer | None = None,
     name = "LSTMCell"
     hidden = _check_hidden(name, hidden)
     forget = _check_number(name, "forget_bias", forget_bias, nonnegative=False)
-    coefs = _coefficients(name, {"w_l1": w_l1, "w_l2": w_l2, "recurrent_l1": recurrent_l1,
+    coefs = coefficients(name, {"w_l1": w_l1, "w_l2": w_l2, "recurrent_l1": recurrent_l1,
                                  "recurrent_l2": recurrent_l2, "b_l1": b_l1, "b_l2": b_l2})
     init, param_dtype = _gate_weights(name, hidden, 4, ("b",), w_init, recurrent_init, b_init,
                                       dtype, forget)
@@ -292,7 +283,7 @@ def GRUCell(hidden: int, *, w_init: Initializer | None = None,
     """
     name = "GRUCell"
     hidden = _check_hidden(name, hidden)
-    coefs = _coefficients(name, {"w_l1": w_l1, "w_l2": w_l2, "recurrent_l1": recurrent_l1,
+    coefs = coefficients(name, {"w_l1": w_l1, "w_l2": w_l2, "recurrent_l1": recurrent_l1,
                                  "recurrent_l2": recurrent_l2, "b_l1": b_l1, "b_l2": b_l2})
     init, param_dtype = _gate_weights(name, hidden, 3, ("b_x", "b_h"), w_init, recurrent_init,
                                       b_init, dtype)
