@@ -14,7 +14,7 @@ Two models, each ending in a softmax over the 97 ids at every position `(N, T, 9
 trained with Adam on minibatches of 32 windows reshuffled every epoch, 12 epochs,
 validated after each epoch:
 
-- `transformer`: Embedding(97, 128) plus a learned position embedding (`Positions`, a
+- `transformer`: Embedding(97, 128) plus a learned position embedding (`PositionEmbedding`, a
   `(T, 128)` table added to every sequence), two pre-LayerNorm blocks
   `x + MHA(LN(x))` (4 heads, causal: position t attends to positions <= t) and
   `x + Dense(128)(ReLU(Dense(512)(LN(x))))`, a final LayerNorm, Dense(97), Softmax;
@@ -42,11 +42,9 @@ character, validation accuracy (the most probable next character) and seconds pe
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from types import MappingProxyType
 
 import book_common as book
 import jax
@@ -54,22 +52,20 @@ import jax.numpy as jnp
 import numpy as np
 
 import funcnn as fn
+from funcnn.datasets import (
+    STDLIB_MODULES,
+    UNKNOWN,
+    char_windows,
+    decode_chars,
+    encode_chars,
+    stdlib_text,
+)
 from funcnn.losses import to_bits, token_crossentropy
 from funcnn.metrics import token_accuracy
 from funcnn.optim import adam
-from funcnn.typing import Array, NumpyArray, Params, PRNGKey, Shape, State
+from funcnn.typing import Array, NumpyArray, Params, PRNGKey, State
 
-MODULES = ("argparse.py", "dataclasses.py", "functools.py", "inspect.py", "textwrap.py",
-           "typing.py")
-"""The standard-library files read, in this order (sorted by name)."""
-
-ALPHABET = "\n" + "".join(chr(code) for code in range(32, 127))
-"""Ids 0..95: newline, then the printable ASCII characters from space to `~`."""
-UNKNOWN = len(ALPHABET)
-"""The id of every other character (96)."""
 VOCAB = UNKNOWN + 1
-UNKNOWN_GLYPH = "\N{REPLACEMENT CHARACTER}"
-"""How the unknown id prints in a sample."""
 D_MODEL = 128
 """The transformer's width."""
 LSTM_EMBED, LSTM_HIDDEN = 64, 256
@@ -78,38 +74,20 @@ VALIDATION_SHARE = 0.1
 LEARNING_RATES = {"transformer": 1e-3, "lstm": 2e-3}
 
 
-def stdlib_text(chars: int) -> str:
-    """The first `chars` characters of the `MODULES` sources, concatenated in order."""
-    root = os.path.dirname(os.__file__)
-    parts = []
-    for name in MODULES:
-        with open(os.path.join(root, name), encoding="utf-8") as source:
-            parts.append(source.read())
-    text = "".join(parts)
-    if chars > len(text):
-        raise SystemExit(f"--chars {chars} is more than the {len(text):,} characters of "
-                         f"{', '.join(MODULES)}")
-    return text[:chars]
 
 
-def encode(text: str) -> NumpyArray:
-    """Characters to int32 ids: `ALPHABET`'s index, tabs as four spaces, else `UNKNOWN`."""
-    index = {char: i for i, char in enumerate(ALPHABET)}
-    text = text.expandtabs(4)
-    return np.fromiter((index.get(char, UNKNOWN) for char in text), np.int32, len(text))
 
 
-def decode(ids: Sequence[int] | NumpyArray) -> str:
-    """Ids back to characters (the unknown id as `UNKNOWN_GLYPH`)."""
-    return "".join(ALPHABET[i] if i < UNKNOWN else UNKNOWN_GLYPH for i in np.asarray(ids))
 
 
-def windows(ids: NumpyArray, context: int) -> tuple[NumpyArray, NumpyArray]:
-    """Non-overlapping windows: `x (N, T)` and the next characters `y (N, T)`."""
-    n = (len(ids) - 1) // context
-    x = ids[:n * context].reshape(n, context)
-    y = ids[1:n * context + 1].reshape(n, context)
-    return x, y
+
+
+def _text(chars: int) -> str:
+    """`stdlib_text(chars)`, or the command-line error when there are fewer characters."""
+    try:
+        return stdlib_text(chars)
+    except ValueError as err:
+        raise SystemExit(f"--chars: {err}") from None
 
 
 def split(ids: NumpyArray) -> tuple[NumpyArray, NumpyArray]:
@@ -125,22 +103,6 @@ def unigram_bits(train: NumpyArray, validation: NumpyArray) -> float:
     return float(-np.mean(log2_p[validation]))
 
 
-def Positions(scale: float = 0.02) -> fn.Layer:
-    """A learned position embedding: `x (..., T, F) -> x + table`, params `{"table": (T,
-    F)}` drawn `scale * N(0, 1)`; T is fixed by the input shape at init."""
-
-    def init(key: PRNGKey, input_shape: Shape) -> tuple[Params, State]:
-        if len(input_shape) != 2:
-            raise ValueError(f"Positions: expected an input shape (T, F), got {input_shape}")
-        return {"table": scale * jax.random.normal(key, tuple(input_shape))}, {}
-
-    def apply(params: Params, state: State, x: Array, *, key: PRNGKey | None = None,
-              train: bool = False) -> tuple[Array, State]:
-        del key, train
-        table = params["table"]
-        return x + table.reshape((1,) * (x.ndim - 2) + table.shape), state
-
-    return fn.Layer(init, apply, name="Positions", config=MappingProxyType({"scale": scale}))
 
 
 def transformer_block(features: int, heads: int) -> list[fn.Layer]:
@@ -155,7 +117,7 @@ def transformer_block(features: int, heads: int) -> list[fn.Layer]:
 
 def transformer() -> fn.Layer:
     """A causal transformer: ids -> embedding + positions -> 2 blocks -> next-char probs."""
-    return fn.serial(fn.Embedding(VOCAB, D_MODEL), Positions(),
+    return fn.serial(fn.Embedding(VOCAB, D_MODEL), fn.PositionEmbedding(),
                      *transformer_block(D_MODEL, 4), *transformer_block(D_MODEL, 4),
                      fn.LayerNorm(), fn.Dense(VOCAB), fn.Softmax())
 
@@ -250,7 +212,7 @@ def train(name: str, args: argparse.Namespace, data: Data,
     history = result.history
     print(f"{name}:")
     book.print_log(history, args.print_every, validation_each=True)
-    text = decode(sample(net, result.params, result.state, x_val[0], args.sample_chars,
+    text = decode_chars(sample(net, result.params, result.state, x_val[0], args.sample_chars,
                          args.temperature, sample_key))
     print(f"{name} sample ({args.sample_chars} characters, temperature {args.temperature}):")
     print(text)
@@ -275,19 +237,19 @@ def main(argv: Sequence[str] | None = None) -> book.Outcome:
     (`unigram_bits`, `<model>_params`, `<model>_val_bits`, `<model>_val_acc`,
     `<model>_seconds`)."""
     args = parse(argv)
-    ids = encode(stdlib_text(args.chars))
+    ids = encode_chars(_text(args.chars))
     train_ids, val_ids = split(ids)
-    x, y = windows(train_ids, args.context)
-    x_val, y_val = windows(val_ids, args.context)
+    x, y = char_windows(train_ids, args.context)
+    x_val, y_val = char_windows(val_ids, args.context)
     baseline = unigram_bits(train_ids, val_ids)
     print(f"Python {'.'.join(map(str, sys.version_info[:3]))} standard library: "
-          f"{len(ids):,} characters of {', '.join(MODULES)}; {VOCAB} ids "
+          f"{len(ids):,} characters of {', '.join(STDLIB_MODULES)}; {VOCAB} ids "
           f"({int(np.sum(ids == UNKNOWN))} unknown); {len(train_ids):,} training and "
           f"{len(val_ids):,} validation characters in windows of {args.context}: "
           f"{x.shape[0]} and {x_val.shape[0]}")
     print(f"unigram baseline: {baseline:.3f} bits/char on the validation text")
     print(f"samples continue the first {args.context} validation characters: "
-          f"{decode(x_val[0])!r}")
+          f"{decode_chars(x_val[0])!r}")
     rows: dict[str, dict[str, float]] = {}
     histories: dict[str, fn.History] = {}
     for name in args.models:

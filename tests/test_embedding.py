@@ -25,6 +25,10 @@ CASES = [
     ContractCase("embedding_net", lambda: fn.serial(fn.Embedding(7, 3), fn.Flatten(),
                                                     fn.Dense(2)), (4,), token_ids,
                  float_input=False),
+    ContractCase("position_embedding", lambda: fn.PositionEmbedding(scale=0.5), (4, 3)),
+    ContractCase("token_and_position", lambda: fn.serial(fn.Embedding(7, 3),
+                                                         fn.PositionEmbedding()), (4,),
+                 token_ids, float_input=False),
 ]
 
 
@@ -129,3 +133,30 @@ def test_the_table_penalty_is_the_books_sum() -> None:
     assert float(fn.Embedding(5, 3).penalty(params)) == 0.0
     with pytest.raises(ValueError, match="Embedding: w_l2 must be a finite number >= 0"):
         fn.Embedding(5, 3, w_l2=-1.0)
+
+
+def test_position_embedding_adds_one_row_per_position_to_every_example() -> None:
+    layer = fn.PositionEmbedding(scale=1.0)
+    params, _ = layer.init(jax.random.key(3), (4, 2))
+    table = np.asarray(params["table"])
+    assert table.shape == (4, 2) and 0.2 < table.std() < 3.0
+    x = np.arange(3 * 4 * 2, dtype=np.float32).reshape(3, 4, 2)
+    y, _ = layer.apply(params, {}, x)
+    np.testing.assert_allclose(np.asarray(y), x + table[None], rtol=1e-6)
+    assert fn.layer_spec(layer)["config"] == {"scale": 1.0, "dtype": "float32"}
+
+
+@pytest.mark.parametrize(("shape", "match"), [((4,), "rank >= 2"), ((2, 4, 3), r"\(T, F\)")])
+def test_position_embedding_rejects_inputs_that_are_not_one_sequence(
+        shape: tuple[int, ...], match: str) -> None:
+    with pytest.raises(fn.LayerError, match=match):
+        fn.PositionEmbedding().init(jax.random.key(0), shape)
+
+
+def test_position_embedding_rejects_a_longer_sequence_and_bad_scale() -> None:
+    layer = fn.PositionEmbedding()
+    params, _ = layer.init(jax.random.key(0), (4, 2))
+    with pytest.raises(fn.LayerError, match=r"expected input \(\.\.\., 4, 2\), got \(1, 5, 2\)"):
+        layer.apply(params, {}, jnp.zeros((1, 5, 2)))
+    with pytest.raises(ValueError, match="scale must be a finite number >= 0"):
+        fn.PositionEmbedding(scale=-1.0)

@@ -29,8 +29,19 @@ from funcnn.datasets.mnist import (
 )
 from funcnn.datasets.mnist_subset import mnist_subset, mnist_subset_split
 from funcnn.datasets.synthetic import sine, spiral, spiral_points, spiral_polar, vertical
+from funcnn.datasets.text import (
+    ALPHABET,
+    STDLIB_MODULES,
+    UNKNOWN,
+    UNKNOWN_GLYPH,
+    char_windows,
+    decode_chars,
+    encode_chars,
+    stdlib_text,
+)
 
 __all__ = [
+    "ALPHABET",
     "DATA_ENV",
     "DIGITS_MAX",
     "DIGIT_NAMES",
@@ -39,14 +50,20 @@ __all__ = [
     "FASHION_MNIST_SHA256",
     "MNIST_MIRRORS",
     "MNIST_SHA256",
+    "STDLIB_MODULES",
+    "UNKNOWN",
+    "UNKNOWN_GLYPH",
     "DownloadError",
     "IdxFormatError",
     "ImageDataset",
     "LabelledImages",
+    "char_windows",
     "data_root",
     "dataset_dir",
+    "decode_chars",
     "digits",
     "digits_split",
+    "encode_chars",
     "encode_idx",
     "fashion_mnist",
     "fetch_files",
@@ -62,6 +79,7 @@ __all__ = [
     "spiral_points",
     "spiral_polar",
     "split_labelled",
+    "stdlib_text",
     "vertical",
     "write_idx",
 ]

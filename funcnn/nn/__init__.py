@@ -23,7 +23,7 @@ from funcnn.nn.combinators import error_within, named, output_shape, serial
 from funcnn.nn.conv import Conv1D, Conv2D, ConvTranspose2D
 from funcnn.nn.dense import Dense
 from funcnn.nn.dropout import Dropout
-from funcnn.nn.embedding import Embedding
+from funcnn.nn.embedding import Embedding, PositionEmbedding
 from funcnn.nn.errors import LayerError, LayerTypeError
 from funcnn.nn.layer import (
     Layer,
@@ -79,6 +79,7 @@ __all__ = [
     "Dense",
     "Dropout",
     "Embedding",
+    "PositionEmbedding",
     "Flatten",
     "GRUCell",
     "GlobalAvgPool",

@@ -11,11 +11,11 @@ import numpy as np
 
 from funcnn.initializers import book_normal
 from funcnn.nn.errors import LayerError, LayerTypeError
-from funcnn.nn.layer import Layer, check_input_shape
+from funcnn.nn.layer import Layer, check_float_input, check_input_shape, no_penalty
 from funcnn.nn.penalties import coefficients, weight_penalty
 from funcnn.typing import Array, DTypeLike, Initializer, Params, PRNGKey, Shape, State
 
-__all__ = ["Embedding"]
+__all__ = ["Embedding", "PositionEmbedding"]
 
 
 def _check_positive(label: str, value: object) -> int:
@@ -79,3 +79,37 @@ def Embedding(vocab: int, features: int, *, init: Initializer | None = None,
                                "dtype": jnp.dtype(dtype).name})
     return Layer(layer_init, apply, penalty, "Embedding", config,
                  input_bounds=(0, vocab), input_dtype=jnp.int32)
+
+
+def PositionEmbedding(*, scale: float = 0.02, dtype: DTypeLike = jnp.float32) -> Layer:
+    """A learned position embedding `x (..., T, F) -> x + table`, params `{"table": (T,
+    F)}` drawn `scale * N(0, 1)` (GPT-2's 0.02 by default); `T` and `F` come from the
+    input shape at init, so a longer sequence at apply is an error, not a broadcast."""
+    if not isinstance(scale, int | float) or isinstance(scale, bool) or not (
+            np.isfinite(scale) and scale >= 0):
+        raise ValueError(f"PositionEmbedding: scale must be a finite number >= 0, got {scale!r}")
+    table_init = book_normal(float(scale))
+
+    def layer_init(key: PRNGKey, input_shape: Shape) -> tuple[Params, State]:
+        shape = check_input_shape("PositionEmbedding", input_shape, min_rank=2)
+        if len(shape) != 2:
+            raise LayerError("PositionEmbedding", f"expected an input shape (T, F), got {shape}")
+        return {"table": table_init(key, shape, dtype)}, {}
+
+    def apply(params: Params, state: State, x: Array, *, key: PRNGKey | None = None,
+              train: bool = False) -> tuple[Array, State]:
+        del key, train
+        if not isinstance(params, Mapping) or set(params) != {"table"}:
+            found = sorted(params) if isinstance(params, Mapping) else type(params).__name__
+            raise LayerError("PositionEmbedding", f"expected params with key ['table'], "
+                             f"got {found}")
+        x = jnp.asarray(x)
+        check_float_input("PositionEmbedding", x)
+        table = params["table"]
+        if x.ndim < 2 or x.shape[-2:] != table.shape:
+            raise LayerError("PositionEmbedding", f"expected input (..., {table.shape[0]}, "
+                             f"{table.shape[1]}), got {x.shape}")
+        return x + table.astype(x.dtype).reshape((1,) * (x.ndim - 2) + table.shape), state
+
+    config = MappingProxyType({"scale": float(scale), "dtype": jnp.dtype(dtype).name})
+    return Layer(layer_init, apply, no_penalty, "PositionEmbedding", config)

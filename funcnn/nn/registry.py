@@ -30,7 +30,7 @@ from funcnn.nn.branches import fan_out, residual
 from funcnn.nn.combinators import named, serial
 from funcnn.nn.dense import Dense
 from funcnn.nn.dropout import Dropout
-from funcnn.nn.embedding import Embedding
+from funcnn.nn.embedding import Embedding, PositionEmbedding
 from funcnn.nn.errors import LayerError
 from funcnn.nn.layer import Layer
 from funcnn.nn.masking import drop_mask, keep_mask
@@ -280,7 +280,7 @@ def _bidirectional(config: Mapping[str, Any], children: tuple[Layer, ...]) -> La
 
 
 _LEAVES: Sequence[Callable[..., Layer]] = (
-    Dense, Dropout, Flatten, Embedding,
+    Dense, Dropout, Flatten, Embedding, PositionEmbedding,
     activation.ReLU, activation.LeakyReLU, activation.Sigmoid, activation.Tanh,
     activation.Linear, activation.Step, activation.Softmax, activation.LogSoftmax,
     conv.Conv1D, conv.Conv2D, conv.ConvTranspose2D,
