@@ -13,9 +13,9 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-from workloads import Problem, Weights, accuracy
+from workloads import accuracy
 
 OWN_SHUFFLES = "own shuffles"
 """The `note` of a runner that cannot use the shared minibatch orders (Keras over several
@@ -28,13 +28,13 @@ class Runner(Protocol):
 
     name: str
 
-    def setup(self, problem: Problem) -> None: ...
+    def setup(self, problem: Any) -> None: ...
 
     def reset(self) -> None: ...
 
     def run(self) -> None: ...
 
-    def weights(self) -> Weights: ...
+    def weights(self) -> Any: ...  # Weights (W1-W4) or CanonicalWeights (W5-W7)
 
 
 @dataclass
@@ -80,10 +80,13 @@ def _timed(runner: Runner) -> tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-def measure(problem: Problem, factories: Sequence[tuple[str, Callable[[], Runner]]],
-            repeats: int, log: Callable[[str], None] = print) -> list[Measurement]:
+def measure(problem: Any, factories: Sequence[tuple[str, Callable[[], Runner]]],
+            repeats: int, log: Callable[[str], None] = print,
+            evaluate: Callable[[Any], float] | None = None) -> list[Measurement]:
     """Set up each runner (skipping those whose package is missing), time its first run,
-    then `repeats` rounds of one run of every runner, in a rotating order."""
+    then `repeats` rounds of one run of every runner, in a rotating order. The figure
+    kept in `Measurement.accuracy` is `evaluate(runner.weights())`, by default the MLP
+    accuracy of W1-W4's `Problem`."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     results: list[Measurement] = []
@@ -108,9 +111,11 @@ def measure(problem: Problem, factories: Sequence[tuple[str, Callable[[], Runner
             wall, cpu = _timed(runner)
             m.times_s.append(wall)
             m.cpu_s.append(cpu)
-    wl = problem.workload
+    if evaluate is None:
+        def evaluate(weights: Any) -> float:
+            return accuracy(weights, problem.workload.hidden, problem.x_eval, problem.y_eval)
     for runner, m in runners:
-        m.accuracy = accuracy(runner.weights(), wl.hidden, problem.x_eval, problem.y_eval)
+        m.accuracy = evaluate(runner.weights())
     return results
 
 
