@@ -63,6 +63,61 @@ def factory(peer: str) -> Callable[[], Runner]:
     return make
 
 
+NET_WORKLOADS = {"W5": "w5_cnn", "W6": "w6_transformer", "W7": "w7_lstm"}
+"""The workloads beyond the MLPs; each module follows net_workloads.py's contract."""
+
+
+def step_flops(module: Any, problem: Any) -> float:
+    """FLOPs of one training step in the workload's plain formulation, from XLA's own
+    `cost_analysis()` of one jitted step (not of a scan, whose body may be counted once)."""
+    fn, args = module.plain_step(problem)
+    cost = fn.lower(*args).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    return float(cost["flops"])
+
+
+def run_net_workload(name: str, mode: str, peers: list[str], repeats: int, seed: int,
+                     peak: float | None) -> bool:
+    """Time W5-W7 for `peers` (those the workload module has), print the table; True when
+    every implementation's metric agrees with funcnn's within the module's TOLERANCE."""
+    import importlib
+
+    module = importlib.import_module(NET_WORKLOADS[name])
+    problem = module.make_problem(mode, seed)
+    print(f"\n## {name}: {module.TITLE}")
+    print(f"{problem.n} training samples, {problem.steps_per_epoch} steps/epoch x "
+          f"{problem.epochs} epochs = {problem.steps} steps per timed run; "
+          f"{module.METRIC} on {problem.y_eval.shape[0]} held-out samples")
+    chosen = [p for p in peers if p in module.RUNNERS]
+    results = measure(problem, [(_display_name(p), module.RUNNERS[p]) for p in chosen],
+                      repeats, evaluate=lambda w: module.evaluate(problem, w))
+    flops = step_flops(module, problem) if peak is not None else float("nan")
+    if peak is not None:
+        print(f"one step of the plain formulation: {flops / 1e6:.1f} MFLOP (cost_analysis); "
+              f"peak {peak / 1e9:.1f} GFLOP/s (square 1024 matmul, this run)")
+    ref = next((m for m in results if m.name == "funcnn fit" and not m.skipped), None)
+    rows, agree = [], True
+    for m in results:
+        if m.skipped:
+            rows.append([m.name, *["-"] * 8, m.note or "skipped"])
+            continue
+        ratio = m.median_s / ref.median_s if ref else float("nan")
+        tol = module.TOLERANCE * (3 if m.note == OWN_SHUFFLES else 1)
+        ok = ref is None or abs(m.accuracy - ref.accuracy) <= tol
+        agree &= ok
+        of_peak = flops * problem.steps / m.median_s / peak if peak else float("nan")
+        rows.append([m.name, fmt(m.median_s / problem.steps * 1e3),
+                     fmt(m.best_s / problem.steps * 1e3), fmt(ratio, 2),
+                     fmt(m.median_cpu_s / problem.steps * 1e3), fmt(m.first_s),
+                     fmt(max(0.0, m.compile_s)), f"{m.accuracy:.4f}" + ("" if ok else " (!)"),
+                     "-" if of_peak != of_peak else f"{100 * of_peak:.1f}%", m.note])
+    header = ["implementation", "ms/step", "best ms/step", "x funcnn", "cpu ms/step",
+              "first run s", "compile s", module.METRIC, "of peak", "notes"]
+    print(table(rows, header))
+    print(f"{module.METRIC} {'agree' if agree else 'DISAGREE'} within {module.TOLERANCE}")
+    return agree
+
+
 def machine() -> str:
     """CPU model, core count and library versions, for the report."""
     import jax
@@ -130,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     repeats = {"full": 5, "quick": 2, "tiny": 2}[mode] if args.repeats is None else args.repeats
     names = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
-    for bad in [w for w in names if w not in WORKLOADS] + [p for p in peers if p not in PEERS]:
-        parser.error(f"unknown workload or peer {bad!r}; workloads {','.join(WORKLOADS)}, "
+    known = [*WORKLOADS, *NET_WORKLOADS]
+    for bad in [w for w in names if w not in known] + [p for p in peers if p not in PEERS]:
+        parser.error(f"unknown workload or peer {bad!r}; workloads {','.join(known)}, "
                      f"peers {','.join(PEERS)}")
     if repeats < 1:
         parser.error(f"--repeats must be >= 1, got {repeats}")
@@ -142,7 +198,15 @@ def main(argv: list[str] | None = None) -> int:
           f"(>1: slower than funcnn); cpu: process CPU time (both cores count); compile: first "
           f"run - median; of matmul limit: roofline.py's limit / median time")
     all_agree = True
+    peak = None
+    if not args.no_roofline and any(n in NET_WORKLOADS for n in names):
+        from roofline import peak_rate
+
+        peak = peak_rate(budget_s=0.05 if mode == "tiny" else 0.5)
     for name in names:
+        if name in NET_WORKLOADS:
+            all_agree &= run_net_workload(name, mode, peers, repeats, args.seed, peak)
+            continue
         wl = scaled(WORKLOADS[name], mode)
         try:
             problem = make_problem(wl, args.seed)
