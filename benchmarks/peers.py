@@ -67,13 +67,30 @@ NET_WORKLOADS = {"W5": "w5_cnn", "W6": "w6_transformer", "W7": "w7_lstm"}
 """The workloads beyond the MLPs; each module follows net_workloads.py's contract."""
 
 
-def step_flops(module: Any, problem: Any) -> float:
-    """FLOPs of one training step in the workload's plain formulation, from XLA's own
-    `cost_analysis()` of one jitted step (not of a scan, whose body may be counted once)."""
-    fn, args = module.plain_step(problem)
+def compiled_flops(fn: Any, args: tuple[Any, ...]) -> float:
+    """XLA's own FLOP count (`cost_analysis()`) of the jitted `fn` at `args`."""
     cost = fn.lower(*args).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list | tuple) else cost
     return float(cost["flops"])
+
+
+def step_flops(module: Any, problem: Any) -> float:
+    """FLOPs of one training step in the workload's plain formulation, from one jitted step
+    (not from a scan, whose body XLA may count once)."""
+    return compiled_flops(*module.plain_step(problem))
+
+
+def mlp_step_flops(problem: Problem) -> float:
+    """FLOPs of one W1-W4 step (forward, backward, Adam) of the hand-written JAX step at
+    the full batch size, from XLA's `cost_analysis()`."""
+    import jax
+    import jax.numpy as jnp
+    from run_jax import fresh_carry, make_step
+
+    b = problem.batch_size
+    args = (fresh_carry(problem.init), jnp.asarray(problem.x[:b]), jnp.asarray(problem.y[:b]),
+            jnp.ones((b,), jnp.float32))
+    return compiled_flops(jax.jit(make_step(problem, "fused")), args)
 
 
 def run_net_workload(name: str, mode: str, peers: list[str], repeats: int, seed: int,
@@ -133,7 +150,8 @@ def machine() -> str:
 
 
 def report(problem: Problem, results: list[Measurement], limit: Any,
-           tolerance: float) -> tuple[str, bool]:
+           tolerance: float, flops: float = float("nan"),
+           peak: float | None = None) -> tuple[str, bool]:
     """The markdown table for one workload, and whether all accuracies agree."""
     from roofline import fraction_of_limit
 
@@ -145,7 +163,7 @@ def report(problem: Problem, results: list[Measurement], limit: Any,
     rows, agree = [], True
     for m in results:
         if m.skipped:
-            rows.append([m.name, *["-"] * 9, m.note or "skipped"])
+            rows.append([m.name, *["-"] * 10, m.note or "skipped"])
             continue
         ratio = m.median_s / ref.median_s if ref else float("nan")
         frac = float("nan")
@@ -163,10 +181,12 @@ def report(problem: Problem, results: list[Measurement], limit: Any,
                      fmt(m.median_s / epochs), fmt(ratio, 2),
                      fmt(m.median_cpu_s / steps * 1e3), fmt(m.first_s),
                      fmt(max(0.0, m.compile_s)), f"{m.accuracy:.4f}" + ("" if ok else " (!)"),
-                     "-" if frac != frac else f"{100 * frac:.0f}%", m.note])
+                     "-" if frac != frac else f"{100 * frac:.0f}%",
+                     "-" if not peak else f"{100 * flops * steps / m.median_s / peak:.1f}%",
+                     m.note])
     header = ["implementation", "ms/step", "best ms/step", "s/epoch", "x funcnn",
               "cpu ms/step", "first run s", "compile s", f"{problem.eval_on} acc",
-              "of matmul limit", "notes"]
+              "of matmul limit", "of peak", "notes"]
     return table(rows, header), agree
 
 
@@ -199,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
           f"run - median; of matmul limit: roofline.py's limit / median time")
     all_agree = True
     peak = None
-    if not args.no_roofline and any(n in NET_WORKLOADS for n in names):
+    if not args.no_roofline:
         from roofline import peak_rate
 
         peak = peak_rate(budget_s=0.05 if mode == "tiny" else 0.5)
@@ -227,7 +247,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"matmul limit: {limit.flops / 1e6:.2f} MFLOP/step (6*P*B = "
                   f"{limit.approx_flops / 1e6:.2f}) at {limit.rate / 1e9:.1f} GFLOP/s = "
                   f"{limit.seconds * 1e6:.1f} us/step")
-        text, agree = report(problem, results, limit, TOLERANCE[name])
+        flops = float("nan")
+        if peak is not None:
+            flops = mlp_step_flops(problem)
+            print(f"one step: {flops / 1e6:.2f} MFLOP (cost_analysis of the hand-written step); "
+                  f"peak {peak / 1e9:.1f} GFLOP/s (square 1024 matmul, this run)")
+        text, agree = report(problem, results, limit, TOLERANCE[name], flops, peak)
         all_agree &= agree
         print(text)
         print(f"accuracies {'agree' if agree else 'DISAGREE'} within {TOLERANCE[name]}")

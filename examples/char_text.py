@@ -14,12 +14,12 @@ Two models, each ending in a softmax over the 97 ids at every position `(N, T, 9
 trained with Adam on minibatches of 32 windows reshuffled every epoch, 12 epochs,
 validated after each epoch:
 
-- `transformer`: Embedding(97, 128) plus a learned position embedding (`PositionEmbedding`, a
+- `transformer`: Embedding(128, vocab=97) plus a learned position embedding (`PositionEmbedding`, a
   `(T, 128)` table added to every sequence), two pre-LayerNorm blocks
   `x + MHA(LN(x))` (4 heads, causal: position t attends to positions <= t) and
   `x + Dense(128)(ReLU(Dense(512)(LN(x))))`, a final LayerNorm, Dense(97), Softmax;
   Adam lr 1e-3;
-- `lstm`: Embedding(97, 64), LSTM(256) returning every step, Dense(97), Softmax;
+- `lstm`: Embedding(64, vocab=97), LSTM(256) returning every step, Dense(97), Softmax;
   Adam lr 2e-3.
 
 The loss is `funcnn.losses.token_crossentropy`: `categorical_crossentropy` at every
@@ -107,7 +107,7 @@ def unigram_bits(train: NumpyArray, validation: NumpyArray) -> float:
 
 def transformer_block(features: int, heads: int) -> list[fn.Layer]:
     """Pre-LayerNorm attention and feed-forward sublayers, each inside a residual."""
-    attention = fn.serial(fn.LayerNorm(), fn.MultiHeadAttention(heads, features, causal=True))
+    attention = fn.serial(fn.LayerNorm(), fn.MultiHeadAttention(features, heads=heads, causal=True))
     feed_forward = fn.serial(fn.LayerNorm(),
                              fn.Dense(4 * features, w_init=fn.initializers.he_normal()),
                              fn.ReLU(),
@@ -117,14 +117,14 @@ def transformer_block(features: int, heads: int) -> list[fn.Layer]:
 
 def transformer() -> fn.Layer:
     """A causal transformer: ids -> embedding + positions -> 2 blocks -> next-char probs."""
-    return fn.serial(fn.Embedding(VOCAB, D_MODEL), fn.PositionEmbedding(),
+    return fn.serial(fn.Embedding(D_MODEL, vocab=VOCAB), fn.PositionEmbedding(),
                      *transformer_block(D_MODEL, 4), *transformer_block(D_MODEL, 4),
                      fn.LayerNorm(), fn.Dense(VOCAB), fn.Softmax())
 
 
 def lstm() -> fn.Layer:
     """An LSTM over the embedded ids, one next-char softmax per step."""
-    return fn.serial(fn.Embedding(VOCAB, LSTM_EMBED), fn.LSTM(LSTM_HIDDEN), fn.Dense(VOCAB),
+    return fn.serial(fn.Embedding(LSTM_EMBED, vocab=VOCAB), fn.LSTM(LSTM_HIDDEN), fn.Dense(VOCAB),
                      fn.Softmax())
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -11,6 +11,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcnn.typing import PyTree
+
+
+def hashable(value: object) -> Hashable:
+    """JSON-like `value` (mappings, lists, tuples, numbers, strings, None, dtypes) as nested
+    tuples that hash and compare by content; a TypeError for anything else."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.dtype):
+        return str(value)
+    if isinstance(value, Mapping):
+        return ("{}", *sorted((str(k), hashable(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return ("[]", *(hashable(v) for v in value))
+    raise TypeError(f"{type(value).__name__} is not plain data")
 
 
 def key_to_str(key: object) -> str:

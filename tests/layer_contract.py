@@ -8,6 +8,10 @@ the dtype under test, jit equals eager, vmap over examples equals the batched ca
 `eval_shape` of init and apply, no retrace, and in float64 gradients against finite
 differences (`check_gradients`, 1e-4). Only `check_jit_equals_eager` runs the layer
 eagerly (op by op, each op compiled on its own); the other checks call it jitted.
+
+An input may be a pytree, e.g. the pair `(x, mask)` of a padded sequence: `shape` is then
+the pair of shapes `((T, F), (T,))`, `make_input` gets the batched pair of shapes and
+returns the pair, and gradients are taken with respect to its floating leaves only.
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ def normal_input(key: jax.Array, shape: tuple[int, ...], dtype: str) -> jax.Arra
 
 
 class ContractCase(NamedTuple):
-    """One layer configuration: `factory()` builds it, `shape` is one example's input shape.
-    `make_input(key, (batch, *shape), dtype)` draws inputs (integer ids stay integers).
+    """One layer configuration: `factory()` builds it, `shape` is one example's input shape
+    (or a pair of shapes). `make_input(key, (batch, *shape), dtype)` draws inputs (integer
+    ids stay integers; for a pair shape, the pair of batched shapes).
     `float_input=False` marks inputs that are not floats (gradients only w.r.t. params).
     `state_changes_in_training` marks layers whose state a training call updates.
     `fd_floor`: `check_gradients`' floor, raised for gradients that are zero by structure
@@ -55,8 +60,8 @@ class ContractCase(NamedTuple):
 
     id: str
     factory: Callable[[], Layer]
-    shape: tuple[int, ...]
-    make_input: Callable[[jax.Array, tuple[int, ...], str], jax.Array] = normal_input
+    shape: Any  # tuple[int, ...], or a pair of them
+    make_input: Callable[[jax.Array, Any, str], Any] = normal_input
     float_input: bool = True
     state_changes_in_training: bool = False
     fd_floor: float | None = None
@@ -81,7 +86,33 @@ class Built(NamedTuple):
     layer: Layer
     params: Any
     state: Any
-    x: jax.Array
+    x: Any  # an array, or a pair (x, mask)
+
+
+def batched_shape(shape: Any, batch: int = BATCH) -> Any:
+    """`(batch, *shape)`, or that of each shape of a pair shape."""
+    if fn.nn.is_pair_shape(shape):
+        return tuple((batch, *s) for s in shape)
+    return (batch, *shape)
+
+
+def first_example(x: Any) -> Any:
+    """Example 0 of every leaf of a batched input."""
+    return jax.tree.map(lambda a: a[0], x)
+
+
+def split_floats(x: Any) -> tuple[list[Any], Callable[[list[Any]], Any]]:
+    """The floating leaves of input `x` and a function putting new ones in their place."""
+    leaves, treedef = jax.tree.flatten(x)
+    where = [i for i, a in enumerate(leaves) if jnp.issubdtype(a.dtype, jnp.floating)]
+
+    def rebuild(floats: list[Any]) -> Any:
+        merged = list(leaves)
+        for i, value in zip(where, floats, strict=True):
+            merged[i] = value
+        return jax.tree.unflatten(treedef, merged)
+
+    return [leaves[i] for i in where], rebuild
 
 
 @functools.cache
@@ -95,7 +126,7 @@ def _build(case: ContractCase, x64: bool) -> tuple[Layer, Any, Any]:
 def setup(case: ContractCase, dtype: str) -> Built:
     """Build `case` once for all checks (float32 and bfloat16 share one build)."""
     layer, params, state = _build(case, bool(jax.config.read("jax_enable_x64")))
-    x = case.make_input(jax.random.key(1), (BATCH, *case.shape), dtype)
+    x = case.make_input(jax.random.key(1), batched_shape(case.shape), dtype)
     return Built(layer, cast_floats(params, dtype), state, x)
 
 
@@ -112,7 +143,7 @@ def check_declared_shape_and_dtype(case: ContractCase, dtype: str, built: Built)
     y, _ = jit_apply(layer, params, state, x)
     assert y.shape == (BATCH, *declared), (y.shape, declared)
     assert y.dtype == jnp.dtype(dtype), f"{case.id}: output {y.dtype} for {dtype}"
-    single, _ = jit_apply(layer, params, state, x[0])
+    single, _ = jit_apply(layer, params, state, first_example(x))
     assert single.shape == declared
 
 
@@ -138,7 +169,7 @@ def check_eval_shape(case: ContractCase, dtype: str, built: Built) -> None:
     p_shapes = jax.tree.map(lambda s, p: jax.ShapeDtypeStruct(s.shape, p.dtype), p_shapes,
                             params)
     out = jax.eval_shape(lambda p, v: layer.apply(p, state, v)[0], p_shapes,
-                         jax.ShapeDtypeStruct(x.shape, x.dtype))
+                         jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), x))
     assert out.shape == (BATCH, *output_shape(layer, params, state, case.shape))
     assert out.dtype == jnp.dtype(dtype)
 
@@ -149,10 +180,10 @@ def check_no_retrace(case: ContractCase, dtype: str, built: Built) -> None:
 
     @jax.jit
     @chex.assert_max_traces(n=1)
-    def forward(p: Any, s: Any, v: jax.Array) -> jax.Array:
+    def forward(p: Any, s: Any, v: Any) -> jax.Array:
         return layer.apply(p, s, v)[0]
 
-    other = case.make_input(jax.random.key(7), x.shape, dtype)
+    other = case.make_input(jax.random.key(7), batched_shape(case.shape), dtype)
     first = forward(params, state, x)
     second = forward(params, state, other)
     third = forward(params, state, x)
@@ -167,21 +198,23 @@ def check_gradients(case: ContractCase, dtype: str, built: Built) -> None:
     weights = jax.random.normal(jax.random.key(2), jit_apply(layer, params, state, x)[0].shape)
     weights = weights.astype(dtype)
 
-    def objective(p: Any, v: jax.Array) -> jax.Array:
-        y, _ = layer.apply(p, state, v)
+    floats, rebuild = split_floats(x)
+
+    def objective(p: Any, v: list[Any]) -> jax.Array:
+        y, _ = layer.apply(p, state, rebuild(v))
         return jnp.sum(weights * y) + layer.penalty(p)
 
     argnums = (0, 1) if case.float_input else (0,)
-    grads = jax.jit(jax.grad(objective, argnums=argnums))(params, x)
+    grads = jax.jit(jax.grad(objective, argnums=argnums))(params, floats)
     chex.assert_tree_all_finite(grads)
     chex.assert_trees_all_equal_dtypes(grads[0], params)
     if dtype != "float64":
         return
     if case.float_input:
-        fn.check_gradients(lambda pv: objective(*pv), (params, x),
+        fn.check_gradients(lambda pv: objective(*pv), (params, floats),
                            floor=case.fd_floor).assert_close(1e-4)
     elif jax.tree.leaves(params):
-        fn.check_gradients(lambda p: objective(p, x), params,
+        fn.check_gradients(lambda p: objective(p, floats), params,
                            floor=case.fd_floor).assert_close(1e-4)
 
 

@@ -16,13 +16,28 @@ import funcnn as fn
 # The key bias's gradient is zero by structure (softmax ignores a shift shared by all
 # keys); its finite differences are rounding, about 1e-9 here, so the floor is raised.
 FLOOR = 1e-4
+
+
+def padded_pair(key: jax.Array, shapes: Any, dtype: str) -> tuple[jax.Array, jax.Array]:
+    """`(x, mask)`: normal `x (B, T, F)`, and example b real in its first 1 + b % T steps."""
+    (batch, t, features), _ = shapes
+    x = jax.random.normal(key, (batch, t, features), jnp.float32).astype(dtype)
+    lengths = 1 + jnp.arange(batch) % t
+    return x, jnp.arange(t)[None, :] < lengths[:, None]
+
+
 CASES = [
-    ContractCase("attention", lambda: fn.MultiHeadAttention(2, 4), (3, 5), fd_floor=FLOOR),
-    ContractCase("attention_causal", lambda: fn.MultiHeadAttention(1, 6, causal=True, w_l1=1e-2,
-                                                                   w_l2=1e-2), (4, 3),
-                 fd_floor=FLOOR),
+    ContractCase("attention", lambda: fn.MultiHeadAttention(4, heads=2), (3, 5), fd_floor=FLOOR),
+    ContractCase("attention_causal", lambda: fn.MultiHeadAttention(
+        6, heads=1, causal=True, w_l1=1e-2, w_l2=1e-2), (4, 3), fd_floor=FLOOR),
     ContractCase("attention_block", lambda: fn.residual(fn.serial(
-        fn.LayerNorm(), fn.MultiHeadAttention(2, 4, causal=True))), (3, 4), fd_floor=FLOOR),
+        fn.LayerNorm(), fn.MultiHeadAttention(4, heads=2, causal=True))), (3, 4), fd_floor=FLOOR),
+    ContractCase("attention_padding_mask", lambda: fn.MultiHeadAttention(4, heads=2),
+                 ((3, 5), (3,)), padded_pair, fd_floor=FLOOR),
+    ContractCase("masked_block", lambda: fn.serial(
+        fn.residual(fn.serial(fn.keep_mask(fn.LayerNorm()),
+                              fn.MultiHeadAttention(4, heads=2, causal=True))),
+        fn.drop_mask(), fn.Dense(3)), ((3, 4), (3,)), padded_pair, fd_floor=FLOOR),
 ]
 
 
@@ -59,7 +74,7 @@ def numpy_attention(p: Any, x: np.ndarray, heads: int, mask: np.ndarray | None,
 @pytest.mark.parametrize("causal", [False, True])
 def test_equals_the_formula_with_padding_and_causal_masks(causal: bool) -> None:
     with jax.enable_x64(True):
-        layer = fn.MultiHeadAttention(2, 6, causal=causal, dtype=jnp.float64)
+        layer = fn.MultiHeadAttention(6, heads=2, causal=causal, dtype=jnp.float64)
         params, _ = layer.init(jax.random.key(0), ((5, 3), (5,)))
         x = np.random.default_rng(0).normal(size=(3, 5, 3))
         mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 1, 1, 1, 0]], bool)
@@ -74,16 +89,16 @@ def test_equals_the_formula_with_padding_and_causal_masks(causal: bool) -> None:
 
 
 def test_dropout_drops_attention_weights_in_training_only() -> None:
-    layer = fn.MultiHeadAttention(2, 4, dropout=0.5)
+    layer = fn.MultiHeadAttention(4, heads=2, dropout=0.5)
     params, _ = layer.init(jax.random.key(0), (6, 4))
     x = jax.random.normal(jax.random.key(1), (2, 6, 4))
-    plain = fn.MultiHeadAttention(2, 4)
+    plain = fn.MultiHeadAttention(4, heads=2)
     np.testing.assert_array_equal(layer.apply(params, {}, x)[0], plain.apply(params, {}, x)[0])
     a = layer.apply(params, {}, x, key=jax.random.key(2), train=True)[0]
     b = layer.apply(params, {}, x, key=jax.random.key(3), train=True)[0]
     assert not np.allclose(a, b) and not np.allclose(a, plain.apply(params, {}, x)[0])
     # the explicit path with rate -> 0 is the fused one
-    tiny = fn.MultiHeadAttention(2, 4, dropout=1e-9)
+    tiny = fn.MultiHeadAttention(4, heads=2, dropout=1e-9)
     np.testing.assert_allclose(tiny.apply(params, {}, x, key=jax.random.key(2), train=True)[0],
                                plain.apply(params, {}, x)[0], rtol=1e-5, atol=1e-6)
     with pytest.raises(fn.LayerError, match="needs a PRNG key"):
@@ -91,7 +106,7 @@ def test_dropout_drops_attention_weights_in_training_only() -> None:
 
 
 def test_attention_errors_name_what_is_wrong() -> None:
-    layer = fn.MultiHeadAttention(2, 4)
+    layer = fn.MultiHeadAttention(4, heads=2)
     params, _ = layer.init(jax.random.key(0), (3, 5))
     x = jnp.ones((2, 3, 5))
     with pytest.raises(fn.LayerTypeError, match="the mask must be bool"):
@@ -103,7 +118,7 @@ def test_attention_errors_name_what_is_wrong() -> None:
     with pytest.raises(fn.LayerError, match=r"expects examples \(T, F\)"):
         layer.init(jax.random.key(0), (5,))
     with pytest.raises(ValueError, match="features 5 must be a multiple of heads 2"):
-        fn.MultiHeadAttention(2, 5)
+        fn.MultiHeadAttention(5, heads=2)
     with pytest.raises(fn.LayerError, match="takes one array, not the pair"):
         fn.Dense(3).init(jax.random.key(0), ((3, 5), (3,)))
     with pytest.raises(fn.LayerError, match=r"drop_mask: expects the pair \(x, mask\)"):
@@ -122,7 +137,7 @@ def _padded_sequences() -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
 def test_pairs_train_through_fit_and_score_through_evaluate_and_predict() -> None:
     (x, mask), y = _padded_sequences()
     net = fn.serial(
-        fn.residual(fn.serial(fn.keep_mask(fn.LayerNorm()), fn.MultiHeadAttention(2, 4))),
+        fn.residual(fn.serial(fn.keep_mask(fn.LayerNorm()), fn.MultiHeadAttention(4, heads=2))),
         fn.drop_mask(), fn.Flatten(), fn.Dense(2), fn.Softmax())
     params, state = net.init(jax.random.key(0), ((6, 4), (6,)))
     rows, _ = fn.summary_rows(net, ((6, 4), (6,)))
@@ -144,7 +159,7 @@ def test_pairs_train_through_fit_and_score_through_evaluate_and_predict() -> Non
 
 
 def test_the_penalty_covers_the_four_weights_not_the_biases() -> None:
-    layer = fn.MultiHeadAttention(2, 4, w_l1=0.1, w_l2=0.01)
+    layer = fn.MultiHeadAttention(4, heads=2, w_l1=0.1, w_l2=0.01)
     params, _ = layer.init(jax.random.key(0), (3, 5))
     params = jax.tree.map(lambda a: a + 0.5, params)  # nonzero biases
     ws = [np.asarray(params[n]["w"], np.float64) for n in "qkvo"]

@@ -267,7 +267,7 @@ def test_incompatible_inputs_are_one_line(cli_env: dict[str, str], digits_run: T
     # Parameters that do not fit the network the metadata describes.
     meta = checkpoint.read_metadata(digits_run.path)
     arrays = checkpoint.read_arrays(digits_run.path)
-    meta["network"]["children"][1]["config"]["n_out"] = 32  # the layer spec is the network
+    meta["network"]["children"][1]["config"]["features"] = 32  # the layer spec is the network
     mismatched = tmp_path / "mismatched.safetensors"
     tree = {"params": {layer: {leaf: arrays[f"params/{layer}/{leaf}"] for leaf in ("w", "b")}
                        for layer in ("1_dense", "3_dense")}}
@@ -482,9 +482,9 @@ def test_bad_network_descriptions_are_one_line(tmp_path: Path,
         ({"kind": "Bogus"}, r"invalid network description \(Bogus: unknown layer kind "
          r"'Bogus'; known kinds: AvgPool1D, "),
         ({"kind": "serial", "children": [{"kind": "Flatten", "config": {"ndim": 2}},
-                                         {"kind": "Dense", "config": {"n_out": 4}}]},
+                                         {"kind": "Dense", "config": {"features": 4}}]},
          r"the network gives outputs of shape \(4,\), but the model has 3 outputs"),
-        ({"kind": "serial", "children": [{"kind": "Conv2D", "config": {"filters": 3,
+        ({"kind": "serial", "children": [{"kind": "Conv2D", "config": {"features": 3,
                                                                       "kernel_size": 3}}]},
          r"invalid network description \(serial\[0\]/Conv2D: expected one example of shape "
          r"\(H, W, C\) \(no batch axis\), got input_shape \(8, 8\)\)"),

@@ -173,7 +173,7 @@ def test_config_is_json_friendly() -> None:
     layer = Conv2D(4, (3, 1), strides=2, padding=((1, 0), (0, 0)), w_l2=1e-4)
     assert layer.name == "Conv2D"
     assert dict(layer.config) == {
-        "filters": 4, "kernel_size": [3, 1], "strides": [2, 2],
+        "features": 4, "kernel_size": [3, 1], "strides": [2, 2],
         "padding": [[1, 0], [0, 0]], "dilation": [1, 1], "groups": 1, "use_bias": True,
         "w_l1": 0.0, "w_l2": 1e-4, "b_l1": 0.0, "b_l2": 0.0, "dtype": "float32",
         "lowering": "auto"}
@@ -181,13 +181,13 @@ def test_config_is_json_friendly() -> None:
 
 
 @pytest.mark.parametrize(("make", "match"), [
-    (lambda: Conv2D(0, 3), "Conv2D: filters must be a positive int, got 0"),
+    (lambda: Conv2D(0, 3), "Conv2D: features must be a positive int, got 0"),
     (lambda: Conv2D(3, (3,)), r"Conv2D: kernel_size must be a positive int or a tuple of 2"),
     (lambda: Conv2D(3, 3, strides=0), "Conv2D: strides must be"),
     (lambda: Conv1D(3, 3, dilation=(1, 1)), "Conv1D: dilation must be"),
     (lambda: Conv2D(3, 3, padding="FULL"), "Conv2D: padding must be"),
     (lambda: Conv2D(3, 3, padding=((1, -1), (0, 0))), "Conv2D: padding must be"),
-    (lambda: Conv2D(3, 3, groups=2), "Conv2D: filters=3 is not divisible by groups=2"),
+    (lambda: Conv2D(3, 3, groups=2), "Conv2D: features=3 is not divisible by groups=2"),
     (lambda: Conv2D(4, 3, groups=True), "Conv2D: groups must be a positive int"),
     (lambda: Conv2D(3, 3, w_l2=-1.0), "Conv2D: w_l2 must be a finite number >= 0"),
     (lambda: Conv2D(3, 3, use_bias=False, b_l1=0.1), "b_l1/b_l2 given but use_bias=False"),

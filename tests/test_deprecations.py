@@ -5,11 +5,13 @@ forward to their new homes with a DeprecationWarning, and the old call forms of
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 import sys
 import types
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -188,3 +190,43 @@ def test_predict_classes_takes_the_model_like_predict() -> None:
     assert classes.shape == (8,)
     with pytest.raises(TypeError, match="classes_from_outputs"):
         fn.predict_classes(net, params)  # type: ignore[arg-type]
+
+
+def test_dense_n_out_is_the_deprecated_name_of_features() -> None:
+    with pytest.warns(DeprecationWarning, match=r"Dense\(n_out=\.\.\.\) is deprecated: the "
+                      r"output width is `features`") as caught:
+        old = fn.Dense(n_out=3)
+    assert caught[0].filename == __file__  # the warning points at the caller
+    assert old.config["features"] == 3
+    assert fn.init_shapes(old, (2,))[0]["w"].shape == (2, 3)
+    with pytest.raises(TypeError, match="output width is given twice"):
+        fn.Dense(3, n_out=3)
+    with pytest.raises(TypeError, match="missing the output width `features`"):
+        fn.Dense()
+
+
+WIDTH_CASES = [  # constructor, its other required arguments, an input shape
+    (fn.Dense, {}, (3,)), (fn.Conv1D, {"kernel_size": 3}, (6, 2)),
+    (fn.Conv2D, {"kernel_size": 3}, (6, 6, 2)), (fn.ConvTranspose2D, {"kernel_size": 2}, (3, 3, 2)),
+    (fn.LSTM, {}, (4, 3)), (fn.GRU, {}, (4, 3)), (fn.Embedding, {"vocab": 9}, (4,)),
+    (fn.MultiHeadAttention, {"heads": 1}, (4, 3)),
+]
+
+
+@pytest.mark.parametrize(("constructor", "others", "shape"), WIDTH_CASES,
+                         ids=[c[0].__name__ for c in WIDTH_CASES])
+def test_output_width_is_the_first_argument_features_of_every_layer(
+        constructor: Any, others: dict[str, int], shape: tuple[int, ...]) -> None:
+    first = next(iter(inspect.signature(constructor).parameters.values()))
+    assert (first.name, first.kind) == ("features", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    for layer in (constructor(5, **others), constructor(features=5, **others)):
+        params, state = fn.init_shapes(layer, shape)
+        assert fn.nn.output_shape(layer, params, state, shape)[-1] == 5
+        assert fn.layer_spec(layer)["config"]["features"] == 5
+
+
+def test_embedding_and_attention_take_their_other_size_by_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        fn.Embedding(96, 64)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        fn.MultiHeadAttention(4, 128)  # type: ignore[misc]

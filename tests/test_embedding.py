@@ -18,15 +18,15 @@ def token_ids(key: jax.Array, shape: tuple[int, ...], dtype: str) -> jax.Array:
 
 
 CASES = [
-    ContractCase("embedding", lambda: fn.Embedding(7, 3), (4,), token_ids, float_input=False),
-    ContractCase("embedding_scalar_id", lambda: fn.Embedding(7, 2, w_l1=1e-2, w_l2=1e-2), (),
+    ContractCase("embedding", lambda: fn.Embedding(3, vocab=7), (4,), token_ids, float_input=False),
+    ContractCase("embedding_scalar_id", lambda: fn.Embedding(2, vocab=7, w_l1=1e-2, w_l2=1e-2), (),
                  token_ids,
                  float_input=False),
-    ContractCase("embedding_net", lambda: fn.serial(fn.Embedding(7, 3), fn.Flatten(),
+    ContractCase("embedding_net", lambda: fn.serial(fn.Embedding(3, vocab=7), fn.Flatten(),
                                                     fn.Dense(2)), (4,), token_ids,
                  float_input=False),
     ContractCase("position_embedding", lambda: fn.PositionEmbedding(scale=0.5), (4, 3)),
-    ContractCase("token_and_position", lambda: fn.serial(fn.Embedding(7, 3),
+    ContractCase("token_and_position", lambda: fn.serial(fn.Embedding(3, vocab=7),
                                                          fn.PositionEmbedding()), (4,),
                  token_ids, float_input=False),
 ]
@@ -39,7 +39,7 @@ def test_layer_contract(case: ContractCase, dtype: str) -> None:
 
 
 def test_rows_of_the_table_and_their_gradient() -> None:
-    layer = fn.Embedding(5, 2)
+    layer = fn.Embedding(2, vocab=5)
     params, _ = layer.init(jax.random.key(0), (3,))
     table = np.asarray(params["table"])
     ids = np.array([[4, 0, 4], [1, 1, 2]], np.int32)
@@ -55,7 +55,7 @@ def test_rows_of_the_table_and_their_gradient() -> None:
 
 
 def test_out_of_range_ids_are_errors_and_nan_under_jit() -> None:
-    layer = fn.Embedding(5, 2)
+    layer = fn.Embedding(2, vocab=5)
     params, _ = layer.init(jax.random.key(0), (2,))
     with pytest.raises(fn.LayerError, match=r"id 5 at index \(1, 0\) is outside 0..4"):
         layer.apply(params, {}, jnp.array([[0, 1], [5, 2]]))
@@ -77,7 +77,7 @@ def _parity_data() -> tuple[np.ndarray, np.ndarray]:
 
 def test_token_ids_train_through_fit_evaluate_predict_and_summary() -> None:
     ids, labels = _parity_data()
-    net = fn.serial(fn.Embedding(6, 4), fn.Flatten(), fn.Dense(8), fn.Tanh(), fn.Dense(2),
+    net = fn.serial(fn.Embedding(4, vocab=6), fn.Flatten(), fn.Dense(8), fn.Tanh(), fn.Dense(2),
                     fn.Softmax())
     assert net.input_dtype == jnp.int32 and net.input_bounds == (0, 6)
     params, state = net.init(jax.random.key(0), (4,))
@@ -99,7 +99,7 @@ def test_token_ids_train_through_fit_evaluate_predict_and_summary() -> None:
 @pytest.mark.parametrize("call", ["fit", "evaluate", "predict"])
 def test_the_data_checks_name_out_of_range_and_float_ids(call: str) -> None:
     ids, labels = _parity_data()
-    net = fn.serial(fn.Embedding(6, 2), fn.Flatten(), fn.Dense(2), fn.Softmax())
+    net = fn.serial(fn.Embedding(2, vocab=6), fn.Flatten(), fn.Dense(2), fn.Softmax())
     params, state = net.init(jax.random.key(0), (4,))
     bad = ids.copy()
     bad[5, 1] = 6
@@ -125,14 +125,14 @@ def test_a_float_network_still_refuses_integer_x_with_a_hint() -> None:
 
 
 def test_the_table_penalty_is_the_books_sum() -> None:
-    layer = fn.Embedding(5, 3, w_l1=0.1, w_l2=0.01)
+    layer = fn.Embedding(3, vocab=5, w_l1=0.1, w_l2=0.01)
     params, _ = layer.init(jax.random.key(0), (2,))
     table = np.asarray(params["table"], np.float64)
     expected = 0.1 * np.abs(table).sum() + 0.01 * (table ** 2).sum()
     assert float(layer.penalty(params)) == pytest.approx(expected, rel=1e-6)
-    assert float(fn.Embedding(5, 3).penalty(params)) == 0.0
+    assert float(fn.Embedding(3, vocab=5).penalty(params)) == 0.0
     with pytest.raises(ValueError, match="Embedding: w_l2 must be a finite number >= 0"):
-        fn.Embedding(5, 3, w_l2=-1.0)
+        fn.Embedding(3, vocab=5, w_l2=-1.0)
 
 
 def test_position_embedding_adds_one_row_per_position_to_every_example() -> None:

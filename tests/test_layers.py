@@ -211,7 +211,7 @@ def test_mismatched_param_trees_are_clear_errors() -> None:
 
 
 def test_constructor_arguments_are_validated() -> None:
-    with pytest.raises(ValueError, match=r"Dense: n_out must be a positive int, got 0"):
+    with pytest.raises(ValueError, match=r"Dense: features must be a positive int, got 0"):
         fn.Dense(0)
     with pytest.raises(ValueError, match=r"Dense: w_l2 must be a finite number >= 0, got -1"):
         fn.Dense(3, w_l2=-1)

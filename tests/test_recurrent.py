@@ -284,9 +284,9 @@ def test_summary_rows() -> None:
 
 
 @pytest.mark.parametrize(("make", "error", "match"), [
-    (lambda: LSTM(0), ValueError, "LSTMCell: hidden must be a positive int, got 0"),
-    (lambda: GRU(2.5), ValueError, "GRUCell: hidden must be a positive int"),
-    (lambda: LSTM(True), ValueError, "hidden must be a positive int"),
+    (lambda: LSTM(0), ValueError, "LSTMCell: features must be a positive int, got 0"),
+    (lambda: GRU(2.5), ValueError, "GRUCell: features must be a positive int"),
+    (lambda: LSTM(True), ValueError, "features must be a positive int"),
     (lambda: LSTM(4, dtype=jnp.int32), ValueError, "LSTMCell: dtype must be a floating"),
     (lambda: LSTM(4, w_l2=-1.0), ValueError, "LSTMCell: w_l2 must be a finite number >= 0"),
     (lambda: LSTM(4, forget_bias=float("nan")), ValueError, "forget_bias must be a finite"),

@@ -50,7 +50,7 @@ def image_net() -> nn.Layer:
 def sequence_net() -> nn.Layer:
     """Integer ids through the embedding and the 1-D families."""
     return nn.serial(
-        nn.Embedding(11, 6),
+        nn.Embedding(6, vocab=11),
         nn.Conv1D(4, 3, dilation=2, groups=2),
         nn.MaxPool1D(2, padding="SAME"),
         nn.AvgPool1D(),
@@ -62,8 +62,8 @@ def sequence_net() -> nn.Layer:
 def token_sequence_net() -> nn.Layer:
     """Attention, recurrence and their combinators on token ids."""
     return nn.serial(
-        nn.Embedding(11, 6),
-        nn.residual(nn.serial(nn.LayerNorm(), nn.MultiHeadAttention(2, 6, causal=True))),
+        nn.Embedding(6, vocab=11),
+        nn.residual(nn.serial(nn.LayerNorm(), nn.MultiHeadAttention(6, heads=2, causal=True))),
         nn.LSTM(5, forget_bias=0.5, w_l2=1e-3),
         nn.Bidirectional(nn.GRU(3, return_sequences=False), merge="sum"),
         nn.Dense(2),
@@ -73,7 +73,7 @@ def token_sequence_net() -> nn.Layer:
 def padded_net() -> nn.Layer:
     """The pair (x, mask) through keep_mask, attention, residual and drop_mask."""
     return nn.serial(
-        nn.residual(nn.serial(nn.keep_mask(nn.LayerNorm()), nn.MultiHeadAttention(2, 4))),
+        nn.residual(nn.serial(nn.keep_mask(nn.LayerNorm()), nn.MultiHeadAttention(4, heads=2))),
         nn.drop_mask(), nn.Flatten(), nn.Dense(2))
 
 
@@ -134,7 +134,7 @@ def test_spec_is_plain_json_with_kind_config_children_and_key() -> None:
     spec = layer_spec(nn.serial(nn.named("out", nn.Dense(2)), nn.Conv2D(3, (1, 2))))
     assert spec["kind"] == "serial" and spec["config"] == {} and spec["key"] is None
     dense, conv = spec["children"]
-    assert dense == {"kind": "Dense", "config": {"n_out": 2, "use_bias": True, "w_l1": 0.0,
+    assert dense == {"kind": "Dense", "config": {"features": 2, "use_bias": True, "w_l1": 0.0,
                                                  "w_l2": 0.0, "b_l1": 0.0, "b_l2": 0.0,
                                                  "dtype": "float32"},
                      "children": [], "key": "out"}
@@ -151,7 +151,7 @@ def test_softmax_rebuilt_is_the_fusable_softmax() -> None:
 
 
 def test_config_may_name_constructor_arguments_it_does_not_store() -> None:
-    net = layer_from_spec({"kind": "Dense", "config": {"n_out": 2, "dtype": "float16"}})
+    net = layer_from_spec({"kind": "Dense", "config": {"features": 2, "dtype": "float16"}})
     params, _ = nn.init_shapes(net, (3,))
     assert params["w"].dtype == jnp.float16
 
@@ -190,9 +190,9 @@ def test_layers_that_cannot_be_described_are_named() -> None:
 @pytest.mark.parametrize(("spec", "pattern"), [
     ({"kind": "Dense2"}, r"^Dense2: unknown layer kind 'Dense2'; known kinds: AvgPool1D, "
      r"AvgPool2D, .*serial \(a layer of your own joins with funcnn.nn.registry.register_layer"),
-    ({"kind": "serial", "children": [{"kind": "Dense", "config": {"n_out": 0}}]},
-     r"^serial\[0\]/Dense: cannot build Dense from config \{'n_out': 0\} and 0 children: "
-     r"Dense: n_out must be a positive int, got 0"),
+    ({"kind": "serial", "children": [{"kind": "Dense", "config": {"features": 0}}]},
+     r"^serial\[0\]/Dense: cannot build Dense from config \{'features': 0\} and 0 children: "
+     r"Dense: features must be a positive int, got 0"),
     ({"kind": "serial", "children": [{"kind": "ReLU"}, {"config": {}}]},
      r"^serial\[1\]/\?: spec entry 'kind' must be a string, got None"),
     ({"kind": "serial", "children": [{"kind": "ReLU", "child": []}]},
@@ -202,7 +202,7 @@ def test_layers_that_cannot_be_described_are_named() -> None:
      r"^residual: cannot build residual .*residual wraps exactly one layer, got 0"),
     ({"kind": "ReLU", "children": [{"kind": "ReLU"}]},
      r"^ReLU: cannot build ReLU .*takes no child layers, got 1"),
-    ({"kind": "Dense", "config": {"n_out": 2}, "key": "a/b"},
+    ({"kind": "Dense", "config": {"features": 2}, "key": "a/b"},
      r"^Dense: cannot build Dense .*name must be a non-empty string without '/'"),
     ("serial", r"^\?: a layer spec must be a mapping with keys kind, config, children, key"),
 ])

@@ -65,7 +65,7 @@ def _next_char_data() -> tuple[np.ndarray, np.ndarray]:
 
 def test_a_next_token_model_trains_through_fit_with_per_token_labels() -> None:
     x, y = _next_char_data()
-    net = fn.serial(fn.Embedding(8, 8), fn.LSTM(16), fn.Dense(8), fn.Softmax())
+    net = fn.serial(fn.Embedding(8, vocab=8), fn.LSTM(16), fn.Dense(8), fn.Softmax())
     params, state = net.init(jax.random.key(0), (6,))
     result = fn.fit(net, params, state, fn.optim.adam(0.03), token_crossentropy, x, y,
                     key=jax.random.key(0), epochs=15, batch_size=16, metric=token_accuracy,

@@ -13,8 +13,16 @@ from funcnn.typing import Array
 
 
 def Activation(fn: Callable[[Array], Array], name: str, **config: Any) -> Layer:
-    """A parameter-free layer `y = fn(x)` of any shape."""
+    """A parameter-free layer `y = fn(x)` of any shape. Two activations share compiled
+    programs only when they are the same `fn` object with the same name and config."""
     return parameter_free(name, fn, config)
+
+
+def _builtin(fn: Callable[[Array], Array], name: str, defined_by: Callable[..., Array],
+             **config: Any) -> Layer:
+    """An activation whose `fn` is `defined_by` with `config`'s settings (a fresh closure
+    each call): described by `defined_by`, so rebuilt copies share compiled programs."""
+    return parameter_free(name, fn, config, determined_by=(defined_by,))
 
 
 def ReLU() -> Layer:
@@ -24,11 +32,8 @@ def ReLU() -> Layer:
 
 def LeakyReLU(negative_slope: float = 0.01) -> Layer:
     """`x if x > 0 else negative_slope * x`."""
-    return Activation(
-        lambda x: activations.leaky_relu(x, negative_slope),
-        "LeakyReLU",
-        negative_slope=negative_slope,
-    )
+    return _builtin(lambda x: activations.leaky_relu(x, negative_slope), "LeakyReLU",
+                    activations.leaky_relu, negative_slope=negative_slope)
 
 
 def Sigmoid() -> Layer:
@@ -57,7 +62,8 @@ _LAST_AXIS_SOFTMAX: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
 
 def Softmax(axis: int = -1) -> Layer:
     """Stable softmax over `axis` (the last by default)."""
-    layer = Activation(lambda x: activations.softmax(x, axis), "Softmax", axis=axis)
+    layer = _builtin(lambda x: activations.softmax(x, axis), "Softmax", activations.softmax,
+                     axis=axis)
     if axis == -1:
         _LAST_AXIS_SOFTMAX.add(layer.apply)
     return layer
@@ -71,4 +77,5 @@ def is_last_axis_softmax(layer: Layer) -> bool:
 
 def LogSoftmax(axis: int = -1) -> Layer:
     """Stable log-softmax over `axis` (the last by default)."""
-    return Activation(lambda x: activations.log_softmax(x, axis), "LogSoftmax", axis=axis)
+    return _builtin(lambda x: activations.log_softmax(x, axis), "LogSoftmax",
+                    activations.log_softmax, axis=axis)

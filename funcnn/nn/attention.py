@@ -22,7 +22,14 @@ import jax.numpy as jnp
 
 from funcnn.initializers import glorot_uniform, zeros
 from funcnn.nn.errors import LayerError, LayerTypeError
-from funcnn.nn.layer import Layer, check_float_input, check_input_shapes, is_pair_shape
+from funcnn.nn.layer import (
+    Layer,
+    check_float_input,
+    check_input_shapes,
+    described,
+    is_pair_shape,
+    positive_int,
+)
 from funcnn.nn.penalties import coefficients, weight_penalty
 from funcnn.typing import Array, DTypeLike, Params, PRNGKey, Shape, State
 
@@ -32,11 +39,8 @@ PROJECTIONS = ("q", "k", "v", "o")
 
 
 def _check_settings(heads: object, features: object, dropout: object) -> None:
-    for label, value in (("heads", heads), ("features", features)):
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"MultiHeadAttention: {label} must be a positive int, got "
-                             f"{value!r}")
-    assert isinstance(features, int) and isinstance(heads, int)
+    features = positive_int("MultiHeadAttention", "features", features)
+    heads = positive_int("MultiHeadAttention", "heads", heads)
     if features % heads:
         raise ValueError(f"MultiHeadAttention: features {features} must be a multiple of "
                          f"heads {heads}")
@@ -158,7 +162,7 @@ def _forward(params: Params, values: Array, mask: Array | None, drop_key: PRNGKe
     return project("o", attended).reshape(*lead, t, features)
 
 
-def MultiHeadAttention(heads: int, features: int, *, causal: bool = False,
+def MultiHeadAttention(features: int, *, heads: int, causal: bool = False,
                        dropout: float = 0.0, w_l1: float = 0.0, w_l2: float = 0.0,
                        dtype: DTypeLike = jnp.float32) -> Layer:
     """Self-attention `(..., T, F) -> (..., T, features)`, or on the pair `(x, mask)` with a
@@ -206,4 +210,4 @@ def MultiHeadAttention(heads: int, features: int, *, causal: bool = False,
     config = MappingProxyType({"heads": heads, "features": features, "causal": causal,
                                "dropout": float(dropout), **coefs,
                                "dtype": jnp.dtype(dtype).name})
-    return Layer(init, apply, penalty, "MultiHeadAttention", config)
+    return described(Layer(init, apply, penalty, "MultiHeadAttention", config))

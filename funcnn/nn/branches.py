@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from funcnn.nn.combinators import child_keys, children_penalty, error_within, output_shape
 from funcnn.nn.errors import LayerError
-from funcnn.nn.layer import Layer, check_input_shapes, is_pair_shape
+from funcnn.nn.layer import Layer, check_input_shapes, described, is_pair_shape
 from funcnn.typing import Array, Params, PRNGKey, Shape, State
 
 __all__ = ["fan_out", "residual"]
@@ -102,9 +102,9 @@ def _branches(name: str, layers: Sequence[Layer], merge: str, config: dict[str, 
         return tuple((k, layer, tuple(input_shape)) for k, layer in zip(keys, layers,
                                                                           strict=True))
 
-    return Layer(init, apply, penalty, name, MappingProxyType(config), tuple(layers),
-                 child_inputs=child_inputs, input_bounds=layers[0].input_bounds,
-                 input_dtype=layers[0].input_dtype)
+    return described(Layer(init, apply, penalty, name, MappingProxyType(config), tuple(layers),
+                           child_inputs=child_inputs, input_bounds=layers[0].input_bounds,
+                           input_dtype=layers[0].input_dtype))
 
 
 def fan_out(*layers: Layer, merge: str = "concat") -> Layer:
@@ -171,6 +171,6 @@ def residual(layer: Layer) -> Layer:
     def child_inputs(input_shape: Shape) -> tuple[tuple[str, Layer, Shape], ...]:
         return ((key_name, layer, tuple(input_shape)),)
 
-    return Layer(init, apply, penalty, "residual", MappingProxyType({}), (layer,),
-                 child_inputs=child_inputs, input_bounds=layer.input_bounds,
-                 input_dtype=layer.input_dtype)
+    return described(Layer(init, apply, penalty, "residual", MappingProxyType({}), (layer,),
+                           child_inputs=child_inputs, input_bounds=layer.input_bounds,
+                           input_dtype=layer.input_dtype))

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from funcnn.nn.errors import LayerError
-from funcnn.nn.layer import Layer, check_input_shapes, example_input
+from funcnn.nn.layer import Layer, check_input_shapes, described, example_input, with_key
 from funcnn.typing import Array, DTypeLike, Params, PRNGKey, Shape, State
 
 
@@ -127,10 +127,10 @@ def serial(*layers: Layer) -> Layer:
             shape = output_shape(layer, p, s, shape)
         return tuple(wiring)
 
-    return Layer(init, apply, penalty, "serial", MappingProxyType({}), tuple(layers),
-                 child_inputs=child_inputs,
-                 input_bounds=layers[0].input_bounds if layers else None,
-                 input_dtype=layers[0].input_dtype if layers else None)
+    return described(Layer(init, apply, penalty, "serial", MappingProxyType({}), tuple(layers),
+                           child_inputs=child_inputs,
+                           input_bounds=layers[0].input_bounds if layers else None,
+                           input_dtype=layers[0].input_dtype if layers else None))
 
 
 def named(name: str, layer: Layer) -> Layer:
@@ -139,4 +139,4 @@ def named(name: str, layer: Layer) -> Layer:
         raise ValueError(f"named: name must be a non-empty string without '/', got {name!r}")
     if not isinstance(layer, Layer):
         raise TypeError(f"named: expected a Layer, got {type(layer).__name__}")
-    return layer._replace(key=name)
+    return with_key(layer, name)

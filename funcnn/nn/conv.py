@@ -7,7 +7,7 @@ params `{"w": (kh, kw, C/G, O), "b": (O,)}` (`Conv1D`: `w: (k, C/G, O)`). Paddin
 is TF/JAX's (output `ceil(n / s)`, `lo = total // 2`, the extra row at the end), "VALID"
 none, or explicit `(lo, hi)` per axis, zeros.
 
-`ConvTranspose2D(filters, k, strides=s)`: `w: (kh, kw, C, O)`, output length `n * s`
+`ConvTranspose2D(features, k, strides=s)`: `w: (kh, kw, C, O)`, output length `n * s`
 (SAME) or `(n - 1) * s + k` (VALID); it is exactly the input gradient (vjp) of the
 stride-`s` `Conv2D` with the same padding mode from that output size back to `n`, whose
 kernel is `w` with its channel axes swapped, `swapaxes(w, 2, 3): (kh, kw, O, C)`.
@@ -37,7 +37,6 @@ from funcnn.nn.conv_args import (
     config_padding,
     int_tuple,
     padding_arg,
-    positive_int,
     resolve_pads,
     spatial_output,
 )
@@ -49,7 +48,7 @@ from funcnn.nn.conv_lowering import (
     transpose_padding,
 )
 from funcnn.nn.errors import LayerError
-from funcnn.nn.layer import Layer, check_float_input, check_input_shape
+from funcnn.nn.layer import Layer, check_float_input, check_input_shape, described, positive_int
 from funcnn.nn.penalties import coefficients, weight_penalty
 from funcnn.typing import Array, DTypeLike, Initializer, Params, PRNGKey, Shape, State
 
@@ -57,21 +56,21 @@ from funcnn.typing import Array, DTypeLike, Initializer, Params, PRNGKey, Shape,
 class _Spec:
     """A convolution layer's checked settings (immutable after construction)."""
 
-    def __init__(self, name: str, n: int, filters: int, kernel_size: object, strides: object,
+    def __init__(self, name: str, n: int, features: int, kernel_size: object, strides: object,
                  padding: object, dilation: object, groups: int, transpose: bool) -> None:
         self.name, self.n, self.transpose = name, n, transpose
-        self.filters = positive_int(name, "filters", filters)
+        self.features = positive_int(name, "features", features)
         self.kernel = int_tuple(name, "kernel_size", kernel_size, n)
         self.strides = int_tuple(name, "strides", strides, n)
         self.dilation = int_tuple(name, "dilation", dilation, n)
         self.groups = positive_int(name, "groups", groups)
         self.padding = padding_arg(name, padding, n, explicit=not transpose)
-        if self.filters % self.groups:
-            raise ValueError(f"{name}: filters={self.filters} is not divisible by "
+        if self.features % self.groups:
+            raise ValueError(f"{name}: features={self.features} is not divisible by "
                              f"groups={self.groups}")
 
     def w_shape(self, cin: int) -> Shape:
-        return (*self.kernel, cin if self.transpose else cin // self.groups, self.filters)
+        return (*self.kernel, cin if self.transpose else cin // self.groups, self.features)
 
     def out_spatial(self, spatial: Shape) -> Shape:
         """Output spatial sizes for input sizes `spatial` (a LayerError if empty)."""
@@ -90,13 +89,13 @@ class _Spec:
     def check_weight(self, weight: Any) -> Array:
         w = jnp.asarray(weight)
         if w.ndim != self.n + 2 or w.shape[:self.n] != self.kernel or (
-                w.shape[-1] != self.filters):
+                w.shape[-1] != self.features):
             raise LayerError(self.name, f"params['w'] has shape {w.shape}, expected "
-                             f"({', '.join(map(str, self.kernel))}, C_in, {self.filters})")
+                             f"({', '.join(map(str, self.kernel))}, C_in, {self.features})")
         return w
 
     def config(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"filters": self.filters, "kernel_size": list(self.kernel),
+        out: dict[str, Any] = {"features": self.features, "kernel_size": list(self.kernel),
                                "strides": list(self.strides),
                                "padding": config_padding(self.padding)}
         if not self.transpose:
@@ -126,7 +125,7 @@ def _conv_layer(spec: _Spec, *, use_bias: bool, w_init: Initializer | None,
         w_key, b_key = jax.random.split(key)
         params = {"w": weight_init(w_key, spec.w_shape(shape[-1]), dtype)}
         if use_bias:
-            params["b"] = b_init(b_key, (spec.filters,), dtype)
+            params["b"] = b_init(b_key, (spec.features,), dtype)
         return params, {}
 
     def forward(params: Params, x: Array) -> Array:
@@ -153,10 +152,10 @@ def _conv_layer(spec: _Spec, *, use_bias: bool, w_init: Initializer | None,
             y = conv(batch, w, spec.strides, pads, spec.dilation, spec.groups, lowering)
         if use_bias:
             b = jnp.asarray(params["b"])
-            if b.shape != (spec.filters,):
+            if b.shape != (spec.features,):
                 raise LayerError(name, f"params['b'] has shape {b.shape}, expected "
-                                 f"({spec.filters},)")
-            y = y + b.astype(dt).reshape((1,) * (y.ndim - 1) + (spec.filters,))
+                                 f"({spec.features},)")
+            y = y + b.astype(dt).reshape((1,) * (y.ndim - 1) + (spec.features,))
         return y[0] if single else y
 
     def apply(params: Params, state: State, x: Array, *, key: PRNGKey | None = None,
@@ -170,50 +169,51 @@ def _conv_layer(spec: _Spec, *, use_bias: bool, w_init: Initializer | None,
 
     config = {**spec.config(), "use_bias": use_bias, **coefs,
               "dtype": jnp.dtype(dtype).name, "lowering": lowering}
-    return Layer(init, apply, penalty, name, MappingProxyType(config))
+    return described(Layer(init, apply, penalty, name, MappingProxyType(config)), w_init,
+                     b_init)
 
 
-def Conv1D(filters: int, kernel_size: int | tuple[int], *, strides: int | tuple[int] = 1,
+def Conv1D(features: int, kernel_size: int | tuple[int], *, strides: int | tuple[int] = 1,
            padding: PaddingArg = "SAME", dilation: int | tuple[int] = 1, groups: int = 1,
            use_bias: bool = True, w_init: Initializer | None = None,
            b_init: Initializer = zeros, w_l1: float = 0.0, w_l2: float = 0.0,
            b_l1: float = 0.0, b_l2: float = 0.0, dtype: DTypeLike = jnp.float32,
            lowering: Lowering = "auto") -> Layer:
-    """1D convolution `(B, W, C) -> (B, W', filters)` (or `(W, C) -> (W', filters)`),
-    `w: (k, C/groups, filters)`, `b: (filters,)`; `W' = ceil(W/s)` (SAME) or
+    """1D convolution `(B, W, C) -> (B, W', features)` (or `(W, C) -> (W', features)`),
+    `w: (k, C/groups, features)`, `b: (features,)`; `W' = ceil(W/s)` (SAME) or
     `floor((W + lo + hi - ((k-1)*d + 1)) / s) + 1`. Penalty as `Dense`'s."""
-    spec = _Spec("Conv1D", 1, filters, kernel_size, strides, padding, dilation, groups, False)
+    spec = _Spec("Conv1D", 1, features, kernel_size, strides, padding, dilation, groups, False)
     coefs = coefficients("Conv1D", {"w_l1": w_l1, "w_l2": w_l2, "b_l1": b_l1, "b_l2": b_l2})
     return _conv_layer(spec, use_bias=use_bias, w_init=w_init, b_init=b_init, coefs=coefs,
                        dtype=dtype, lowering=lowering)
 
 
-def Conv2D(filters: int, kernel_size: int | tuple[int, int], *,
+def Conv2D(features: int, kernel_size: int | tuple[int, int], *,
            strides: int | tuple[int, int] = 1, padding: PaddingArg = "SAME",
            dilation: int | tuple[int, int] = 1, groups: int = 1, use_bias: bool = True,
            w_init: Initializer | None = None, b_init: Initializer = zeros,
            w_l1: float = 0.0, w_l2: float = 0.0, b_l1: float = 0.0, b_l2: float = 0.0,
            dtype: DTypeLike = jnp.float32, lowering: Lowering = "auto") -> Layer:
-    """2D convolution NHWC `(B, H, W, C) -> (B, H', W', filters)` (or one `(H, W, C)`),
-    `w: (kh, kw, C/groups, filters)`, `b: (filters,)`; padding "SAME" | "VALID" |
+    """2D convolution NHWC `(B, H, W, C) -> (B, H', W', features)` (or one `(H, W, C)`),
+    `w: (kh, kw, C/groups, features)`, `b: (features,)`; padding "SAME" | "VALID" |
     `((lo, hi), (lo, hi))`. Penalty `w_l1*sum|w| + w_l2*sum w^2 + b_l1*sum|b| + b_l2*sum b^2`."""
-    spec = _Spec("Conv2D", 2, filters, kernel_size, strides, padding, dilation, groups, False)
+    spec = _Spec("Conv2D", 2, features, kernel_size, strides, padding, dilation, groups, False)
     coefs = coefficients("Conv2D", {"w_l1": w_l1, "w_l2": w_l2, "b_l1": b_l1, "b_l2": b_l2})
     return _conv_layer(spec, use_bias=use_bias, w_init=w_init, b_init=b_init, coefs=coefs,
                        dtype=dtype, lowering=lowering)
 
 
-def ConvTranspose2D(filters: int, kernel_size: int | tuple[int, int], *,
+def ConvTranspose2D(features: int, kernel_size: int | tuple[int, int], *,
                     strides: int | tuple[int, int] = 1, padding: str = "SAME",
                     use_bias: bool = True, w_init: Initializer | None = None,
                     b_init: Initializer = zeros, w_l1: float = 0.0, w_l2: float = 0.0,
                     b_l1: float = 0.0, b_l2: float = 0.0, dtype: DTypeLike = jnp.float32,
                     lowering: Lowering = "auto") -> Layer:
-    """Transposed 2D convolution `(B, H, W, C) -> (B, H*s, W*s, filters)` (SAME) or
-    `(B, (H-1)*s + kh, (W-1)*s + kw, filters)` (VALID), `w: (kh, kw, C, filters)`: the
+    """Transposed 2D convolution `(B, H, W, C) -> (B, H*s, W*s, features)` (SAME) or
+    `(B, (H-1)*s + kh, (W-1)*s + kw, features)` (VALID), `w: (kh, kw, C, features)`: the
     input gradient of `Conv2D` with kernel `swapaxes(w, 2, 3)` and the same strides and
     padding mode (module docstring)."""
-    spec = _Spec("ConvTranspose2D", 2, filters, kernel_size, strides, padding, 1, 1, True)
+    spec = _Spec("ConvTranspose2D", 2, features, kernel_size, strides, padding, 1, 1, True)
     coefs = coefficients("ConvTranspose2D",
                          {"w_l1": w_l1, "w_l2": w_l2, "b_l1": b_l1, "b_l2": b_l2})
     return _conv_layer(spec, use_bias=use_bias, w_init=w_init, b_init=b_init, coefs=coefs,

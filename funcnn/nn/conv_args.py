@@ -20,13 +20,6 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def positive_int(layer: str, label: str, value: object) -> int:
-    """`value` if it is an int >= 1, else a ValueError naming `label`."""
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{layer}: {label} must be a positive int, got {value!r}")
-    return value
-
-
 def int_tuple(layer: str, label: str, value: object, n: int) -> tuple[int, ...]:
     """A positive int or a tuple of `n` positive ints, as an `n`-tuple."""
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:

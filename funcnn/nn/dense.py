@@ -1,5 +1,5 @@
 """`Dense`, the fully connected layer (book chapters 3 and 14): `y = x @ w + b` with the
-book's `(n_in, n_out)` weight layout and per-layer L1/L2 penalties."""
+book's `(n_in, n_out)` weight layout (`n_out` is `features`) and per-layer L1/L2 penalties."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from funcnn.initializers import book_normal, zeros
 from funcnn.nn.errors import LayerError
-from funcnn.nn.layer import Layer, check_float_input, check_input_shape
+from funcnn.nn.layer import Layer, check_float_input, check_input_shape, described, output_width
 from funcnn.nn.penalties import coefficients, weight_penalty
 from funcnn.typing import Array, DTypeLike, Initializer, Params, PRNGKey, Shape, State
 
@@ -22,7 +22,7 @@ def _lift_to_rank(v: Array, ndim: int) -> Array:
 
 
 def Dense(
-    n_out: int,
+    features: int | None = None,
     *,
     w_init: Initializer | None = None,
     b_init: Initializer = zeros,
@@ -32,14 +32,15 @@ def Dense(
     b_l2: float = 0.0,
     use_bias: bool = True,
     dtype: DTypeLike = jnp.float32,
+    n_out: int | None = None,
 ) -> Layer:
-    """Fully connected layer `y = x @ w + b`, `w: (n_in, n_out)`, `b: (n_out,)`.
+    """Fully connected layer `y = x @ w + b`, `w: (n_in, features)`, `b: (features,)`
+    (`n_out=` is the deprecated name of `features`).
 
     Works on `x: (..., n_in)`. Defaults are the book's: `w = 0.01 * N(0, 1)`, `b = 0`.
     Penalty: `w_l1*sum|w| + w_l2*sum w^2 + b_l1*sum|b| + b_l2*sum b^2`.
     """
-    if not isinstance(n_out, int) or isinstance(n_out, bool) or n_out <= 0:
-        raise ValueError(f"Dense: n_out must be a positive int, got {n_out!r}")
+    width = output_width("Dense", features, n_out=n_out)
     coefs = coefficients("Dense", {"w_l1": w_l1, "w_l2": w_l2, "b_l1": b_l1, "b_l2": b_l2})
     if not use_bias and (coefs["b_l1"] or coefs["b_l2"]):
         raise ValueError("Dense: b_l1/b_l2 given but use_bias=False")
@@ -48,9 +49,9 @@ def Dense(
     def init(key: PRNGKey, input_shape: Shape) -> tuple[Params, State]:
         shape = check_input_shape("Dense", input_shape)
         w_key, b_key = jax.random.split(key)
-        params = {"w": weight_init(w_key, (shape[-1], n_out), dtype)}
+        params = {"w": weight_init(w_key, (shape[-1], width), dtype)}
         if use_bias:
-            params["b"] = b_init(b_key, (n_out,), dtype)
+            params["b"] = b_init(b_key, (width,), dtype)
         return params, {}
 
     def apply(
@@ -81,6 +82,7 @@ def Dense(
         return weight_penalty((params[leaf], coefs[f"{leaf}_l1"], coefs[f"{leaf}_l2"])
                               for leaf in ("w", "b") if leaf in params)
 
-    config = {"n_out": n_out, "use_bias": use_bias, **coefs,
+    config = {"features": width, "use_bias": use_bias, **coefs,
               "dtype": jnp.dtype(dtype).name}
-    return Layer(init, apply, penalty, "Dense", MappingProxyType(config))
+    return described(Layer(init, apply, penalty, "Dense", MappingProxyType(config)), w_init,
+                     b_init)

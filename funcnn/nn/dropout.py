@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from funcnn.nn.errors import LayerError
-from funcnn.nn.layer import Layer, check_float_input, no_penalty, parameter_free_init
+from funcnn.nn.layer import Layer, check_float_input, described, no_penalty, parameter_free_init
 from funcnn.typing import Array, Params, PRNGKey, State
 
 
@@ -39,5 +39,5 @@ def Dropout(rate: float) -> Layer:
         mask = jax.random.bernoulli(key, keep, x.shape)
         return jnp.where(mask, x / jnp.asarray(keep, x.dtype), jnp.zeros_like(x)), state
 
-    return Layer(parameter_free_init("Dropout"), apply, no_penalty, "Dropout",
-                 MappingProxyType({"rate": float(rate)}))
+    return described(Layer(parameter_free_init("Dropout"), apply, no_penalty, "Dropout",
+                           MappingProxyType({"rate": float(rate)})))

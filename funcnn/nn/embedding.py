@@ -11,17 +11,19 @@ import numpy as np
 
 from funcnn.initializers import book_normal
 from funcnn.nn.errors import LayerError, LayerTypeError
-from funcnn.nn.layer import Layer, check_float_input, check_input_shape, no_penalty
+from funcnn.nn.layer import (
+    Layer,
+    check_float_input,
+    check_input_shape,
+    described,
+    no_penalty,
+    output_width,
+    positive_int,
+)
 from funcnn.nn.penalties import coefficients, weight_penalty
 from funcnn.typing import Array, DTypeLike, Initializer, Params, PRNGKey, Shape, State
 
 __all__ = ["Embedding", "PositionEmbedding"]
-
-
-def _check_positive(label: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"Embedding: {label} must be a positive int, got {value!r}")
-    return value
 
 
 def _check_ids_in_range(ids: Array, vocab: int) -> None:
@@ -37,18 +39,18 @@ def _check_ids_in_range(ids: Array, vocab: int) -> None:
                          f"0..{vocab - 1}, the embedding's vocabulary of {vocab}")
 
 
-def Embedding(vocab: int, features: int, *, init: Initializer | None = None,
+def Embedding(features: int, *, vocab: int, init: Initializer | None = None,
               w_l1: float = 0.0, w_l2: float = 0.0, dtype: DTypeLike = jnp.float32) -> Layer:
-    """Integer ids `(...)` to vectors `(..., features)`; params `{"table": (vocab,
-    features)}`, initialized `N(0, 1)` by default (as PyTorch and Flax do). Penalty:
+    """Integer ids `(...)` in `[0, vocab)` to vectors `(..., features)`; params `{"table":
+    (vocab, features)}`, initialized `N(0, 1)` by default (as PyTorch and Flax do). Penalty:
     `w_l1 * sum|table| + w_l2 * sum table^2`.
 
     Ids outside `[0, vocab)` are never clamped: concrete ones (eager calls) raise a
     `LayerError`, `fit`, `evaluate` and `predict` check their data up front against
     `input_bounds = (0, vocab)`, and under `jit` an out-of-range id gives a row of NaN.
     """
-    vocab = _check_positive("vocab", vocab)
-    features = _check_positive("features", features)
+    vocab = positive_int("Embedding", "vocab", vocab)
+    features = output_width("Embedding", features)
     table_init = book_normal(1.0) if init is None else init
     coefs = coefficients("Embedding", {"w_l1": w_l1, "w_l2": w_l2})
 
@@ -77,8 +79,8 @@ def Embedding(vocab: int, features: int, *, init: Initializer | None = None,
 
     config = MappingProxyType({"vocab": vocab, "features": features, **coefs,
                                "dtype": jnp.dtype(dtype).name})
-    return Layer(layer_init, apply, penalty, "Embedding", config,
-                 input_bounds=(0, vocab), input_dtype=jnp.int32)
+    return described(Layer(layer_init, apply, penalty, "Embedding", config,
+                           input_bounds=(0, vocab), input_dtype=jnp.int32), init)
 
 
 def PositionEmbedding(*, scale: float = 0.02, dtype: DTypeLike = jnp.float32) -> Layer:
@@ -112,4 +114,4 @@ def PositionEmbedding(*, scale: float = 0.02, dtype: DTypeLike = jnp.float32) ->
         return x + table.astype(x.dtype).reshape((1,) * (x.ndim - 2) + table.shape), state
 
     config = MappingProxyType({"scale": float(scale), "dtype": jnp.dtype(dtype).name})
-    return Layer(layer_init, apply, no_penalty, "PositionEmbedding", config)
+    return described(Layer(layer_init, apply, no_penalty, "PositionEmbedding", config))

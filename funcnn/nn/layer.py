@@ -8,7 +8,8 @@ description (book chapters 2-4), and the shape and input checks every layer shar
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Hashable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple, TypeAlias
 
@@ -16,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from funcnn.nn.errors import LayerError, LayerTypeError
+from funcnn.tree import hashable
 from funcnn.typing import (
     ApplyFn,
     Array,
@@ -53,6 +55,9 @@ class Layer(NamedTuple):
     input value must lie in `[low, high)` (e.g. an embedding's ids), which `fit`,
     `evaluate` and `predict` check before they run; `input_dtype` is the dtype of inputs
     that are not floating (an embedding's `int32` ids), None for floating input.
+    `structure` (set by `described`, never by hand) is what fully determines the layer's
+    functions; two layers with equal structures are interchangeable and share compiled
+    programs. None (a layer of one's own, a closure): compared by identity.
     """
 
     init: InitFn
@@ -65,23 +70,56 @@ class Layer(NamedTuple):
     child_inputs: ChildInputs | None = None
     input_bounds: tuple[float, float] | None = None
     input_dtype: Any = None
+    structure: Hashable | None = None
 
-    # Identity semantics: two layers are the same only if they are the same object (their
-    # closures differ anyway). This makes a Layer hashable, so it can be a static argument
-    # of `jax.jit` and compiled programs are reused for the same network.
+    # A Layer is a static argument of `jax.jit`: equal layers reuse one compiled program.
+    # Equal means the same object, or equal `structure`s (built-in layers whose config,
+    # functions and children describe them fully, see `described`); anything else is
+    # compared by identity, because its closures may differ in ways nothing can see.
     def __hash__(self) -> int:
-        return id(self)
+        return id(self) if self.structure is None else hash(self.structure)
 
     def __eq__(self, other: object) -> bool:
-        return self is other
+        return self is other or (isinstance(other, Layer) and self.structure is not None
+                                 and self.structure == other.structure)
 
     def __ne__(self, other: object) -> bool:
-        return self is not other
+        return not self == other
 
 
 # A Layer is a pytree without leaves (compared by identity), so a network passes through
 # `jax.jit`, `vmap` and `eval_shape` as a static argument instead of failing on its functions.
 jax.tree_util.register_static(Layer)
+
+
+def described(layer: Layer, *functions: object, parts: tuple[Hashable, ...] = ()) -> Layer:
+    """`layer` with its `structure`: kind, config, `key`, input declarations, the children's
+    structures, `functions` (the callables its closures hold, e.g. initializers, compared
+    by identity; None for a default) and `parts` (structures of other pieces, e.g. a
+    recurrent cell's). Unchanged (compared by identity) when its config is not plain data
+    or a child or part has no structure. Only a constructor whose closures hold nothing
+    but what these name may call it: an equal structure means the same program."""
+    children = tuple(child.structure for child in layer.children)
+    if any(c is None for c in children) or any(p is None for p in parts):
+        return layer
+    try:
+        config = hashable(dict(layer.config))
+    except TypeError:
+        return layer
+    dtype = None if layer.input_dtype is None else str(jnp.dtype(layer.input_dtype))
+    structure = (layer.name, config, layer.key, dtype, layer.input_bounds, children,
+                 tuple(functions), parts)
+    return layer._replace(structure=structure)
+
+
+def with_key(layer: Layer, key: str) -> Layer:
+    """`layer` stored under param key `key` in a combinator, its structure renamed too."""
+    renamed = layer._replace(key=key)
+    if layer.structure is None:
+        return renamed
+    assert isinstance(layer.structure, tuple)
+    name, config, _, *rest = layer.structure
+    return renamed._replace(structure=(name, config, key, *rest))
 
 
 def init_shapes(net: Layer, input_shape: Shape, key: PRNGKey | None = None,
@@ -147,6 +185,32 @@ def check_input_shape(name: str, input_shape: Shape, min_rank: int = 1) -> Shape
     return shape
 
 
+def positive_int(layer: str, label: str, value: object) -> int:
+    """`value` if it is an int >= 1, else a ValueError naming the layer and `label`."""
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{layer}: {label} must be a positive int, got {value!r}")
+    return value
+
+
+def output_width(name: str, features: int | None, **renamed: int | None) -> int:
+    """A layer's output width `features`, its first positional argument and one keyword
+    name across layers. A value given by the 0.2 name (`n_out=`, `filters=`, `hidden=`,
+    passed here as `renamed`) is taken with a `DeprecationWarning` until 0.3."""
+    given = {old: value for old, value in renamed.items() if value is not None}
+    if given:
+        old, value = next(iter(given.items()))
+        if features is not None or len(given) > 1:
+            raise TypeError(f"{name}: the output width is given twice (features and {old}); "
+                            "give it once, as features")
+        warnings.warn(f"{name}({old}=...) is deprecated: the output width is `features`, the "
+                      f"first argument of every layer ({old}= goes away in 0.3)",
+                      DeprecationWarning, stacklevel=3)
+        features = value
+    if features is None:
+        raise TypeError(f"{name}: missing the output width `features` (the first argument)")
+    return positive_int(name, "features", features)
+
+
 def check_param_dtype(name: str, dtype: DTypeLike) -> Any:
     """`dtype` resolved, or a ValueError unless it is a floating-point dtype."""
     try:
@@ -184,9 +248,12 @@ def parameter_free_init(name: str, check_shape: Callable[[Shape], None] | None =
 
 
 def parameter_free(name: str, fn: Callable[[Array], Array], config: Mapping[str, Any],
-                    check_shape: Callable[[Shape], None] | None = None) -> Layer:
+                    check_shape: Callable[[Shape], None] | None = None, *,
+                    determined_by: tuple[object, ...] | None = None) -> Layer:
     """A layer without params or state computing `y = fn(x)`; `check_shape` may reject
-    an `input_shape` at init."""
+    an `input_shape` at init. Its structure (`described`) holds `fn` and `check_shape`
+    by identity, or, for a built-in whose name and config already determine them (a
+    closure made from the config), `determined_by`."""
     init = parameter_free_init(name, check_shape)
 
     def apply(
@@ -200,4 +267,5 @@ def parameter_free(name: str, fn: Callable[[Array], Array], config: Mapping[str,
         del params, key, train
         return fn(jnp.asarray(x)), state
 
-    return Layer(init, apply, no_penalty, name, MappingProxyType(dict(config)))
+    layer = Layer(init, apply, no_penalty, name, MappingProxyType(dict(config)))
+    return described(layer, *((fn, check_shape) if determined_by is None else determined_by))

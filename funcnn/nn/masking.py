@@ -4,7 +4,7 @@ sequence `x (..., T, F)` through a network, for attention over padded sequences.
 `MultiHeadAttention` takes the pair and returns values; `residual` keeps the pair's mask;
 `keep_mask(layer)` runs any layer on the values and keeps the mask; `drop_mask()` ends the
 pair. A padded transformer block:
-`residual(serial(keep_mask(LayerNorm()), MultiHeadAttention(4, 64)))`.
+`residual(serial(keep_mask(LayerNorm()), MultiHeadAttention(64, heads=4)))`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from funcnn.nn.combinators import child_keys, children_penalty, error_within
 from funcnn.nn.errors import LayerError
-from funcnn.nn.layer import Layer, check_input_shapes, is_pair_shape
+from funcnn.nn.layer import Layer, check_input_shapes, described, is_pair_shape
 from funcnn.typing import Array, Params, PRNGKey, Shape, State
 
 __all__ = ["drop_mask", "keep_mask"]
@@ -66,8 +66,8 @@ def keep_mask(layer: Layer) -> Layer:
     def child_inputs(input_shape: Shape) -> tuple[tuple[str, Layer, Shape], ...]:
         return ((key_name, layer, _pair_shape("keep_mask", input_shape)[0]),)
 
-    return Layer(init, apply, penalty, "keep_mask", MappingProxyType({}), (layer,),
-                 child_inputs=child_inputs)
+    return described(Layer(init, apply, penalty, "keep_mask", MappingProxyType({}), (layer,),
+                           child_inputs=child_inputs))
 
 
 def drop_mask() -> Layer:
@@ -83,4 +83,4 @@ def drop_mask() -> Layer:
         del params, key, train
         return jnp.asarray(_split_pair("drop_mask", x)[0]), state
 
-    return Layer(init, apply, name="drop_mask")
+    return described(Layer(init, apply, name="drop_mask"))

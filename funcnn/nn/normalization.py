@@ -24,6 +24,7 @@ from funcnn.nn.layer import (
     check_float_input,
     check_input_shape,
     check_param_dtype,
+    described,
     no_penalty,
 )
 from funcnn.typing import Array, DTypeLike, Params, PRNGKey, Shape, State
@@ -265,7 +266,7 @@ def BatchNorm(momentum: float = 0.99, eps: float = 1e-5, *, axis: int = -1,
 
     config = {"momentum": mom, "eps": eps, "axis": axis, "use_scale": use_scale,
               "use_bias": use_bias, "dtype": param_dtype.name}
-    return Layer(init, apply, no_penalty, name, MappingProxyType(config))
+    return described(Layer(init, apply, no_penalty, name, MappingProxyType(config)))
 
 
 def _running(state: State, mean: Array, var: Array, momentum: float) -> State:
@@ -298,7 +299,7 @@ def _stateless(name: str, size_of: Callable[[Shape], int], keys: set[str],
         _check_params(name, params, keys)
         return normalize(params, x), state
 
-    return Layer(init, apply, no_penalty, name, MappingProxyType(dict(config)))
+    return described(Layer(init, apply, no_penalty, name, MappingProxyType(dict(config))))
 
 
 def LayerNorm(eps: float = 1e-5, *, use_scale: bool = True, use_bias: bool = True,

@@ -43,13 +43,12 @@ from funcnn.nn.conv_args import (
     config_padding,
     int_tuple,
     padding_arg,
-    positive_int,
     resolve_pads,
     spatial_output,
 )
 from funcnn.nn.conv_lowering import Pads, output_size
 from funcnn.nn.errors import LayerError
-from funcnn.nn.layer import Layer, check_float_input, parameter_free
+from funcnn.nn.layer import Layer, check_float_input, parameter_free, positive_int
 from funcnn.typing import Array, Shape
 
 PoolLowering: TypeAlias = Literal["auto", "reduce_window", "slices"]
@@ -149,7 +148,7 @@ def _window_pool(name: str, kind: str, n: int, window: object, strides: object,
 
     config = {"window": list(size), "strides": list(step), "padding": config_padding(pad_mode),
               "lowering": lowering}
-    return parameter_free(name, fn, config, check_shape)
+    return parameter_free(name, fn, config, check_shape, determined_by=())
 
 
 def MaxPool1D(window: int | tuple[int] = 2, strides: int | tuple[int] | None = None,
@@ -200,7 +199,7 @@ def _global_pool(name: str, kind: str, ndim: int) -> Layer:
         axes = tuple(range(x.ndim - 1 - ndim, x.ndim - 1))
         return jnp.max(x, axis=axes) if kind == "max" else jnp.mean(x, axis=axes)
 
-    return parameter_free(name, fn, {"ndim": ndim}, check_shape)
+    return parameter_free(name, fn, {"ndim": ndim}, check_shape, determined_by=())
 
 
 def GlobalMaxPool(ndim: int = 2) -> Layer:

@@ -18,7 +18,7 @@ from typing import Any
 
 from funcnn.nn.activation import is_last_axis_softmax
 from funcnn.nn.combinators import serial
-from funcnn.nn.layer import Layer
+from funcnn.nn.layer import Layer, described
 from funcnn.precision import Policy
 from funcnn.typing import Array, Params, PRNGKey, Shape, State
 
@@ -76,9 +76,9 @@ def mixed_precision(net: Layer, policy: Policy | str) -> Layer:
         return net.penalty(params)
 
     config = MappingProxyType({"policy": chosen.describe()})
-    layer = Layer(init, apply, penalty, "MixedPrecision", config, (net,),
-                  child_inputs=net.child_inputs, input_bounds=net.input_bounds,
-                  input_dtype=net.input_dtype)
+    layer = described(Layer(init, apply, penalty, "MixedPrecision", config, (net,),
+                            child_inputs=net.child_inputs, input_bounds=net.input_bounds,
+                            input_dtype=net.input_dtype))
     _POLICIES[layer.apply] = (net, chosen)
     return layer
 

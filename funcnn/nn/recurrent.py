@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 
 from funcnn.nn.errors import LayerError
-from funcnn.nn.layer import Layer, check_float_input, check_input_shape
+from funcnn.nn.layer import Layer, check_float_input, check_input_shape, described
 from funcnn.nn.recurrent_cells import Carry, Cell, GRUCell, LSTMCell, check_cell_params
 from funcnn.typing import Array, Params, PRNGKey, Shape, State
 
@@ -230,7 +230,8 @@ def _rnn(spec: _Spec) -> Layer:
     config = {"cell": cell.name, **cell.config, "return_sequences": spec.return_sequences,
               "reverse": spec.reverse, "unroll": spec.unroll, "lowering": spec.lowering}
     _SPECS[apply] = spec
-    return Layer(init, apply, cell.penalty, name, MappingProxyType(config))
+    return described(Layer(init, apply, cell.penalty, name, MappingProxyType(config)),
+                     parts=(cell.structure,))
 
 
 def RNN(cell: Cell, *, return_sequences: bool = True, reverse: bool = False,
@@ -257,21 +258,23 @@ def RNN(cell: Cell, *, return_sequences: bool = True, reverse: bool = False,
                       _check_lowering(name, lowering)))
 
 
-def LSTM(hidden: int, *, return_sequences: bool = True, reverse: bool = False,
+def LSTM(features: int, *, return_sequences: bool = True, reverse: bool = False,
          unroll: int = 1, lowering: Lowering = "auto",
          **cell_kwargs: Any) -> Layer:
-    """`RNN(LSTMCell(hidden, **cell_kwargs), ...)` named `"LSTM"`: `(B, T, F) -> (B, T,
-    hidden)` or `(B, hidden)`; params `{"w_x": (F, 4h), "w_h": (h, 4h), "b": (4h,)}`."""
-    return RNN(LSTMCell(hidden, **cell_kwargs), return_sequences=return_sequences,
+    """`RNN(LSTMCell(features, **cell_kwargs), ...)` named `"LSTM"`: `(B, T, F) -> (B,
+    T, h)` or `(B, h)` with `h = features`;
+    params `{"w_x": (F, 4h), "w_h": (h, 4h), "b": (4h,)}`."""
+    return RNN(LSTMCell(features, **cell_kwargs), return_sequences=return_sequences,
                reverse=reverse, unroll=unroll, lowering=lowering, name="LSTM")
 
 
-def GRU(hidden: int, *, return_sequences: bool = True, reverse: bool = False,
+def GRU(features: int, *, return_sequences: bool = True, reverse: bool = False,
         unroll: int = 1, lowering: Lowering = "auto",
         **cell_kwargs: Any) -> Layer:
-    """`RNN(GRUCell(hidden, **cell_kwargs), ...)` named `"GRU"`: `(B, T, F) -> (B, T,
-    hidden)` or `(B, hidden)`; params `{"w_x", "w_h": (., 3h), "b_x", "b_h": (3h,)}`."""
-    return RNN(GRUCell(hidden, **cell_kwargs), return_sequences=return_sequences,
+    """`RNN(GRUCell(features, **cell_kwargs), ...)` named `"GRU"`: `(B, T, F) -> (B,
+    T, h)` or `(B, h)` with `h = features`;
+    params `{"w_x", "w_h": (., 3h), "b_x", "b_h": (3h,)}`."""
+    return RNN(GRUCell(features, **cell_kwargs), return_sequences=return_sequences,
                reverse=reverse, unroll=unroll, lowering=lowering, name="GRU")
 
 
@@ -347,5 +350,5 @@ def Bidirectional(forward_rnn: Layer, backward_rnn: Layer | None = None, *,
         return tuple((direction, layer, tuple(input_shape)) for direction, layer in children)
 
     config = {"merge": merge}  # the two directions are its children
-    return Layer(init, apply, penalty, name, MappingProxyType(config),
-                 (forward_rnn, backward), child_inputs=child_inputs)
+    return described(Layer(init, apply, penalty, name, MappingProxyType(config),
+                           (forward_rnn, backward), child_inputs=child_inputs))

@@ -19,7 +19,7 @@ the carry has that dtype too, which is the output's.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from functools import partial
 from types import MappingProxyType
 from typing import Any, NamedTuple, TypeAlias
@@ -29,8 +29,9 @@ import jax.numpy as jnp
 
 from funcnn.initializers import glorot_uniform, orthogonal, zeros
 from funcnn.nn.errors import LayerError
-from funcnn.nn.layer import check_param_dtype
+from funcnn.nn.layer import check_param_dtype, output_width
 from funcnn.nn.penalties import coefficients, weight_penalty
+from funcnn.tree import hashable
 from funcnn.typing import Array, DTypeLike, Initializer, Params, PRNGKey, PyTree, Shape
 
 __all__ = ["Carry", "Cell", "GRUCell", "LSTMCell"]
@@ -45,7 +46,9 @@ class Cell(NamedTuple):
     `init(key, n_in) -> params`; `project(params, x (..., F)) -> (..., gates * hidden)`;
     `step(params, carry, p_t) -> (carry, h_t)` on a projected step; `zero_carry(batch_shape,
     dtype)` the initial carry; `penalty(params)` its L1/L2; `param_keys` the leaf names,
-    `bias_keys` those of shape `(gates * hidden,)`. Compared by identity, like `Layer`.
+    `bias_keys` those of shape `(gates * hidden,)`. Compared by identity; `structure`
+    (built-in cells: kind, config and initializers) is what describes it fully, for the
+    `structure` of an `RNN` over it (None: an RNN over it is compared by identity).
     """
 
     name: str
@@ -59,6 +62,7 @@ class Cell(NamedTuple):
     param_keys: tuple[str, ...]
     bias_keys: tuple[str, ...]
     config: Mapping[str, Any]
+    structure: Hashable | None = None
 
     def __call__(self, params: Params, carry: Carry, x_t: Array) -> tuple[Carry, Array]:
         """One time step on raw input `x_t (..., F)`: `step(params, carry, project(x_t))`."""
@@ -75,12 +79,6 @@ class Cell(NamedTuple):
 
 
 # --- argument checks ------------------------------------------------------------------
-
-
-def _check_hidden(name: str, hidden: int) -> int:
-    if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden <= 0:
-        raise ValueError(f"{name}: hidden must be a positive int, got {hidden!r}")
-    return hidden
 
 
 def _check_number(name: str, label: str, value: float, *, nonnegative: bool) -> float:
@@ -217,7 +215,7 @@ def _lstm_step(params: Params, carry: Carry, p_t: Array) -> tuple[Carry, Array]:
     return (h, c), h
 
 
-def LSTMCell(hidden: int, *, w_init: Initializer | None = None,
+def LSTMCell(features: int, *, w_init: Initializer | None = None,
              recurrent_init: Initializer | None = None, b_init: Initializer = zeros,
              forget_bias: float = 1.0, w_l1: float = 0.0, w_l2: float = 0.0,
              recurrent_l1: float = 0.0, recurrent_l2: float = 0.0, b_l1: float = 0.0,
@@ -233,7 +231,7 @@ def LSTMCell(hidden: int, *, w_init: Initializer | None = None,
     recurrent_l2` on `w_h`, `b_l1, b_l2` on `b` (L1 `sum|p|`, L2 `sum p^2`).
     """
     name = "LSTMCell"
-    hidden = _check_hidden(name, hidden)
+    hidden = output_width(name, features)
     forget = _check_number(name, "forget_bias", forget_bias, nonnegative=False)
     coefs = coefficients(name, {"w_l1": w_l1, "w_l2": w_l2, "recurrent_l1": recurrent_l1,
                                  "recurrent_l2": recurrent_l2, "b_l1": b_l1, "b_l2": b_l2})
@@ -246,9 +244,10 @@ def LSTMCell(hidden: int, *, w_init: Initializer | None = None,
     penalty = _penalty({"w_x": (coefs["w_l1"], coefs["w_l2"]),
                         "w_h": (coefs["recurrent_l1"], coefs["recurrent_l2"]),
                         "b": (coefs["b_l1"], coefs["b_l2"])})
-    config = {"hidden": hidden, "forget_bias": forget, **coefs, "dtype": str(param_dtype)}
+    config = {"features": hidden, "forget_bias": forget, **coefs, "dtype": str(param_dtype)}
     return Cell(name, hidden, 4, init, _lstm_project, _lstm_step, zero_carry, penalty,
-                ("w_x", "w_h", "b"), ("b",), MappingProxyType(config))
+                ("w_x", "w_h", "b"), ("b",), MappingProxyType(config),
+                (name, hashable(config), w_init, recurrent_init, b_init))
 
 
 # --- GRU ------------------------------------------------------------------------------
@@ -267,7 +266,7 @@ def _gru_step(params: Params, carry: Carry, p_t: Array) -> tuple[Carry, Array]:
     return h, h
 
 
-def GRUCell(hidden: int, *, w_init: Initializer | None = None,
+def GRUCell(features: int, *, w_init: Initializer | None = None,
             recurrent_init: Initializer | None = None, b_init: Initializer = zeros,
             w_l1: float = 0.0, w_l2: float = 0.0, recurrent_l1: float = 0.0,
             recurrent_l2: float = 0.0, b_l1: float = 0.0, b_l2: float = 0.0,
@@ -282,7 +281,7 @@ def GRUCell(hidden: int, *, w_init: Initializer | None = None,
     `recurrent_l1, recurrent_l2` on `w_h`, `b_l1, b_l2` on both biases.
     """
     name = "GRUCell"
-    hidden = _check_hidden(name, hidden)
+    hidden = output_width(name, features)
     coefs = coefficients(name, {"w_l1": w_l1, "w_l2": w_l2, "recurrent_l1": recurrent_l1,
                                  "recurrent_l2": recurrent_l2, "b_l1": b_l1, "b_l2": b_l2})
     init, param_dtype = _gate_weights(name, hidden, 3, ("b_x", "b_h"), w_init, recurrent_init,
@@ -295,6 +294,7 @@ def GRUCell(hidden: int, *, w_init: Initializer | None = None,
     penalty = _penalty({"w_x": (coefs["w_l1"], coefs["w_l2"]),
                         "w_h": (coefs["recurrent_l1"], coefs["recurrent_l2"]),
                         "b_x": bias, "b_h": bias})
-    config = {"hidden": hidden, **coefs, "dtype": str(param_dtype)}
+    config = {"features": hidden, **coefs, "dtype": str(param_dtype)}
     return Cell(name, hidden, 3, init, _gru_project, _gru_step, zero_carry, penalty,
-                ("w_x", "w_h", "b_x", "b_h"), ("b_x", "b_h"), MappingProxyType(config))
+                ("w_x", "w_h", "b_x", "b_h"), ("b_x", "b_h"), MappingProxyType(config),
+                (name, hashable(config), w_init, recurrent_init, b_init))

@@ -12,7 +12,7 @@ What a spec keeps is what a layer's `config` keeps. Initializers (`w_init`, `b_i
 which matters only for a new `init`, not for params loaded from a file. A layer's param
 `dtype` and a convolution's or pool's `lowering` are not in its config either; a rebuilt
 layer has the defaults (float32, "auto") unless the spec's config names them (a config
-may hold any argument of the kind's constructor, e.g. `{"n_out": 3, "dtype":
+may hold any argument of the kind's constructor, e.g. `{"features": 3, "dtype":
 "float64"}`). An `Activation(fn, name)` of one's own is described only once its name is
 registered (its function cannot be written down); `layer_spec` names any layer it cannot
 describe.

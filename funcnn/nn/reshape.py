@@ -30,4 +30,4 @@ def Flatten(ndim: int = 2) -> Layer:
             raise LayerError("Flatten", f"expected at least {ndim} axes, got shape {x.shape}")
         return x.reshape((*x.shape[: x.ndim - ndim], -1))
 
-    return parameter_free("Flatten", flatten, {"ndim": ndim}, check_shape)
+    return parameter_free("Flatten", flatten, {"ndim": ndim}, check_shape, determined_by=())

@@ -8,7 +8,7 @@ optimizer, optax's `GradientTransformation` included, and funcnn's run inside op
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple, Protocol, TypeAlias
 
 import jax
@@ -47,10 +47,17 @@ class TransformUpdateFn(Protocol):
 
 class GradientTransformation(NamedTuple):
     """An optimizer (or one stage of one): `init(params) -> state` and
-    `update(updates, state, params=None) -> (updates, state)`, both pure."""
+    `update(updates, state, params=None) -> (updates, state)`, both pure.
+
+    `structure` describes what `update` does apart from the hyper-parameter values in the
+    state (e.g. `("adam", None, False)`): funcnn's own built-ins set it, so that `fit`
+    compiles once for `adam(1e-3)` and `adam(1e-2)`. None (optax transforms, one's own):
+    `fit` tells optimizers apart by identity. The object itself still compares by its
+    functions, because `init` puts the hyper-parameter values into the state."""
 
     init: TransformInitFn
     update: TransformUpdateFn
+    structure: Hashable | None = None
 
 
 class EmptyState(NamedTuple):
@@ -59,6 +66,11 @@ class EmptyState(NamedTuple):
 
 class MaskedNode(NamedTuple):
     """Stands in for a parameter a `masked` transformation leaves alone (an empty pytree)."""
+
+
+def structure_of(transform: object) -> Hashable | None:
+    """The `structure` of a funcnn transformation, None for anything else."""
+    return transform.structure if isinstance(transform, GradientTransformation) else None
 
 
 def float_dtype() -> np.dtype[Any]:

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from funcnn.optim.base import GradientTransformation, OptState, Updates
+from funcnn.optim.base import GradientTransformation, OptState, Updates, structure_of
 from funcnn.typing import Array, PyTree
 
 __all__ = ["LossScaleState", "dynamic_loss_scale", "loss_scale", "skipped_steps",
@@ -80,7 +80,10 @@ def _scaled_wrapper(optimizer: GradientTransformation, initial: float, dynamic: 
         return steps, LossScaleState(scale.astype(jnp.float32), good.astype(jnp.int32),
                                      skipped, inner)
 
-    return GradientTransformation(init, update)
+    inner_structure = structure_of(optimizer)
+    structure = None if inner_structure is None else (
+        "loss_scale", dynamic, period, factor, min_scale, inner_structure)
+    return GradientTransformation(init, update, structure)
 
 
 def static_loss_scale(optimizer: GradientTransformation, scale: float = 2.0**15,

@@ -131,7 +131,7 @@ def sgd(
         new_state = SGDState(count, advance_rate(hyperparams, count, schedule), velocity)
         return cast_like(steps, updates), new_state
 
-    return GradientTransformation(init, update)
+    return GradientTransformation(init, update, ("sgd", schedule, with_momentum, nesterov))
 
 
 @hyperparam_state
@@ -167,7 +167,7 @@ def adagrad(
         new_state = AdaGradState(count, advance_rate(hyperparams, count, schedule), cache)
         return cast_like(steps, updates), new_state
 
-    return GradientTransformation(init, update)
+    return GradientTransformation(init, update, ("adagrad", schedule))
 
 
 @hyperparam_state
@@ -214,7 +214,7 @@ def rmsprop(
         new_state = RMSPropState(count, advance_rate(hyperparams, count, schedule), cache)
         return cast_like(steps, updates), new_state
 
-    return GradientTransformation(init, update)
+    return GradientTransformation(init, update, ("rmsprop", schedule))
 
 
 @hyperparam_state
@@ -278,7 +278,9 @@ def _adam(
         new_state = AdamState(count, advance_rate(hyperparams, count, schedule), mu, nu)
         return cast_like(steps, updates), new_state
 
-    return GradientTransformation(init, update)
+    # a mask (a pytree or a function of params) is not described: compared by identity
+    structure = ("adam", schedule, decoupled) if mask is None else None
+    return GradientTransformation(init, update, structure)
 
 
 def _with_weight_decay(

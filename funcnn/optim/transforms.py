@@ -21,6 +21,7 @@ from funcnn.optim.base import (
     float_dtype,
     full_mask,
     keep_where,
+    structure_of,
 )
 from funcnn.optim.hyperparams import as_hyperparam, hyperparam_state
 from funcnn.typing import Array, PyTree
@@ -73,7 +74,9 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
             new_states.append(new_sub_state)
         return updates, tuple(new_states)
 
-    return GradientTransformation(init, update)
+    parts = tuple(structure_of(t) for t in transforms)
+    return GradientTransformation(init, update,
+                                  None if None in parts else ("chain", *parts))
 
 
 def identity() -> GradientTransformation:
@@ -84,7 +87,7 @@ def identity() -> GradientTransformation:
     ) -> tuple[Updates, OptState]:
         return updates, state
 
-    return GradientTransformation(lambda params: EmptyState(), update)
+    return GradientTransformation(lambda params: EmptyState(), update, ("identity",))
 
 
 def scale(factor: float) -> GradientTransformation:
@@ -97,7 +100,9 @@ def scale(factor: float) -> GradientTransformation:
     ) -> tuple[Updates, OptState]:
         return jax.tree.map(lambda u: (u * factor).astype(jnp.result_type(u)), updates), state
 
-    return GradientTransformation(lambda params: EmptyState(), update)
+    # the factor is a constant of the program, so it is part of the structure
+    return GradientTransformation(lambda params: EmptyState(), update,
+                                  ("scale", type(factor).__name__, factor))
 
 
 @hyperparam_state
@@ -137,7 +142,7 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
         clipped = jax.tree.map(lambda u: (u * factor).astype(jnp.result_type(u)), updates)
         return clipped, state
 
-    return GradientTransformation(init, update)
+    return GradientTransformation(init, update, ("clip_by_global_norm",))
 
 
 class MaskedState(NamedTuple):

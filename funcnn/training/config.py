@@ -9,7 +9,7 @@ from jax.sharding import Mesh
 
 from funcnn import parallel
 from funcnn.nn.layer import Layer
-from funcnn.optim.base import GradientTransformation
+from funcnn.optim.base import GradientTransformation, structure_of
 from funcnn.typing import LossFn, MetricFn, PyTree
 
 __all__ = ["TrainConfig", "replicated", "split_rows"]
@@ -32,6 +32,25 @@ class TrainConfig(NamedTuple):
     # a ragged last minibatch as its own smaller step instead of padded with weight-0 rows
     # (networks with state: padding rows would count in BatchNorm's batch statistics)
     exact_tail: bool = False
+
+    # The static argument of the compiled training programs: configurations that compare
+    # equal share one program. The network compares by its structure (`Layer`); the
+    # optimizer by its `structure` when it has one, since its hyper-parameter values are
+    # data in the optimizer state, and by identity otherwise (optax, one's own).
+    def program_key(self) -> tuple[object, ...]:
+        """The fields, the optimizer replaced by its structure where it has one."""
+        structure = structure_of(self.optimizer)
+        optimizer = self.optimizer if structure is None else ("optimizer", structure)
+        return (self.net, self.loss, optimizer, *self[3:])
+
+    def __hash__(self) -> int:
+        return hash(self.program_key())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TrainConfig) and self.program_key() == other.program_key()
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
 
 
 def split_rows(cfg: TrainConfig, arrays: PyTree) -> PyTree:
