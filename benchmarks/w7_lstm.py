@@ -223,13 +223,10 @@ def train_step(cfg: FusedConfig, lr: float) -> Callable[..., Carry]:
 
 
 def fresh_carry(init: CanonicalWeights) -> Carry:
+    """Device copies of the initial weights, zero Adam moments, count 0."""
     params = {k: jnp.asarray(w) for k, w in init.items()}
     return (params, {k: jnp.zeros_like(w) for k, w in params.items()},
             {k: jnp.zeros_like(w) for k, w in params.items()}, jnp.zeros((), jnp.int32))
-
-
-def _numpy(tree: Tree) -> CanonicalWeights:
-    return {k: np.asarray(v, np.float32) for k, v in tree.items()}
 
 
 def evaluate(problem: NetProblem, weights: CanonicalWeights) -> float:
@@ -287,7 +284,7 @@ class JaxFusedRunner:
         self.carry = block(self.epoch(self.carry, self.x, self.y, self.rows, self.weight))
 
     def weights(self) -> CanonicalWeights:
-        return _numpy(self.carry[0])
+        return {k: np.asarray(v, np.float32) for k, v in self.carry[0].items()}
 
 
 FUNCNN_NAMES = {"0_embedding": {"table": "embed.table"},
@@ -317,8 +314,7 @@ class FuncnnRunner:
         loaded = {layer: {leaf: jnp.asarray(problem.init[canon]) for leaf, canon in m.items()}
                   for layer, m in FUNCNN_NAMES.items()}
         if jax.tree.map(jnp.shape, params) != jax.tree.map(jnp.shape, loaded):
-            raise ValueError(f"funcnn params {jax.tree.map(jnp.shape, params)} are not the "
-                             "canonical layout")
+            raise ValueError(f"funcnn params {jax.tree.map(jnp.shape, params)} differ")
         self.init_params = loaded
         self.optimizer = fn.optim.adam(problem.learning_rate, eps=1e-7)
         self.x, self.y = jax.device_put((problem.x, problem.y))
@@ -346,7 +342,9 @@ GATES = "ifgo"
 class FlaxRunner:
     """Flax linen: `nn.Embed`, `nn.RNN(nn.OptimizedLSTMCell(256))`, `nn.Dense(96)`, a
     `TrainState` with `optax.adam(1e-3, eps=1e-7)`, optax's integer-label softmax
-    cross-entropy; a jitted step per minibatch from a Python loop, rows gathered inside."""
+    cross-entropy; a jitted step per minibatch from a Python loop, rows gathered inside.
+    (Flax NNX, `nnx.RNN(nnx.OptimizedLSTMCell)` with an `nnx.jit` step and `nnx.Optimizer`,
+    took 133 CPU ms/step against linen's 43 in one interleaved measurement.)"""
 
     name = "flax linen"
 
