@@ -47,7 +47,7 @@ def sweep(build: Callable[[], fn.Layer], shape: tuple[int, ...], rates: list[flo
     for lr in rates:
         opt = fn.optim.adam(lr)
         if anonymous:
-            opt = GradientTransformation(opt.init, opt.update)
+            opt = GradientTransformation(opt.init, lambda u, s, p=None, o=opt: o.update(u, s, p))
         start = time.perf_counter()
         result = fn.fit(build(), params, state, opt, fn.losses.categorical_crossentropy, x, y,
                         key=jax.random.key(1), epochs=1, batch_size=128, progress=False)

@@ -41,8 +41,15 @@ def train(net: fn.Layer, optimizer: Any) -> tuple[Any, int]:
 
 
 def alone(optimizer: GradientTransformation) -> GradientTransformation:
-    """The same functions without a structure: a program of its own."""
-    return GradientTransformation(optimizer.init, optimizer.update)
+    """The same optimizer behind a new update function, without a structure: a program of
+    its own (what an optimizer written by hand is)."""
+
+    def update(updates: Any, state: Any, params: Any = None) -> Any:
+        return optimizer.update(updates, state, params)
+
+    anonymous = GradientTransformation(optimizer.init, update)
+    assert anonymous.structure is None
+    return anonymous
 
 
 def assert_same(a: Any, b: Any) -> None:

@@ -8,6 +8,7 @@ optimizer, optax's `GradientTransformation` included, and funcnn's run inside op
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple, Protocol, TypeAlias
 
@@ -47,17 +48,35 @@ class TransformUpdateFn(Protocol):
 
 class GradientTransformation(NamedTuple):
     """An optimizer (or one stage of one): `init(params) -> state` and
-    `update(updates, state, params=None) -> (updates, state)`, both pure.
+    `update(updates, state, params=None) -> (updates, state)`, both pure; the same two
+    fields as optax's.
 
-    `structure` describes what `update` does apart from the hyper-parameter values in the
-    state (e.g. `("adam", None, False)`): funcnn's own built-ins set it, so that `fit`
-    compiles once for `adam(1e-3)` and `adam(1e-2)`. None (optax transforms, one's own):
-    `fit` tells optimizers apart by identity. The object itself still compares by its
-    functions, because `init` puts the hyper-parameter values into the state."""
+    `structure` (see `with_structure`) describes what `update` does apart from the
+    hyper-parameter values in the state (e.g. `("adam", None, False)`): funcnn's own
+    built-ins have one, so that `fit` compiles once for `adam(1e-3)` and `adam(1e-2)`.
+    None (optax transforms, one's own): `fit` tells optimizers apart by identity. The
+    object itself still compares by its functions, because `init` puts the
+    hyper-parameter values into the state."""
 
     init: TransformInitFn
     update: TransformUpdateFn
-    structure: Hashable | None = None
+
+    @property
+    def structure(self) -> Hashable | None:
+        return _STRUCTURES.get(self.update)
+
+
+_STRUCTURES: weakref.WeakKeyDictionary[Any, Hashable] = weakref.WeakKeyDictionary()
+"""The structure of each built-in transformation, by its `update` function."""
+
+
+def with_structure(transform: GradientTransformation, structure: Hashable | None,
+                   ) -> GradientTransformation:
+    """`transform`, recorded as described by `structure` (None: by identity). Only for a
+    transformation whose `update` depends on nothing but `structure` and its state."""
+    if structure is not None:
+        _STRUCTURES[transform.update] = structure
+    return transform
 
 
 class EmptyState(NamedTuple):

@@ -16,7 +16,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from funcnn.optim.base import GradientTransformation, OptState, Updates, structure_of
+from funcnn.optim.base import (
+    GradientTransformation,
+    OptState,
+    Updates,
+    structure_of,
+    with_structure,
+)
 from funcnn.typing import Array, PyTree
 
 __all__ = ["LossScaleState", "dynamic_loss_scale", "loss_scale", "skipped_steps",
@@ -83,7 +89,7 @@ def _scaled_wrapper(optimizer: GradientTransformation, initial: float, dynamic: 
     inner_structure = structure_of(optimizer)
     structure = None if inner_structure is None else (
         "loss_scale", dynamic, period, factor, min_scale, inner_structure)
-    return GradientTransformation(init, update, structure)
+    return with_structure(GradientTransformation(init, update), structure)
 
 
 def static_loss_scale(optimizer: GradientTransformation, scale: float = 2.0**15,

@@ -38,6 +38,7 @@ from funcnn.optim.base import (
     check_same_shapes,
     full_mask,
     increment_count,
+    with_structure,
     zero_count,
     zeros_buffer,
 )
@@ -131,7 +132,8 @@ def sgd(
         new_state = SGDState(count, advance_rate(hyperparams, count, schedule), velocity)
         return cast_like(steps, updates), new_state
 
-    return GradientTransformation(init, update, ("sgd", schedule, with_momentum, nesterov))
+    return with_structure(GradientTransformation(init, update),
+                          ("sgd", schedule, with_momentum, nesterov))
 
 
 @hyperparam_state
@@ -167,7 +169,7 @@ def adagrad(
         new_state = AdaGradState(count, advance_rate(hyperparams, count, schedule), cache)
         return cast_like(steps, updates), new_state
 
-    return GradientTransformation(init, update, ("adagrad", schedule))
+    return with_structure(GradientTransformation(init, update), ("adagrad", schedule))
 
 
 @hyperparam_state
@@ -214,7 +216,7 @@ def rmsprop(
         new_state = RMSPropState(count, advance_rate(hyperparams, count, schedule), cache)
         return cast_like(steps, updates), new_state
 
-    return GradientTransformation(init, update, ("rmsprop", schedule))
+    return with_structure(GradientTransformation(init, update), ("rmsprop", schedule))
 
 
 @hyperparam_state
@@ -280,7 +282,7 @@ def _adam(
 
     # a mask (a pytree or a function of params) is not described: compared by identity
     structure = ("adam", schedule, decoupled) if mask is None else None
-    return GradientTransformation(init, update, structure)
+    return with_structure(GradientTransformation(init, update), structure)
 
 
 def _with_weight_decay(

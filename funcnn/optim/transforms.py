@@ -22,6 +22,7 @@ from funcnn.optim.base import (
     full_mask,
     keep_where,
     structure_of,
+    with_structure,
 )
 from funcnn.optim.hyperparams import as_hyperparam, hyperparam_state
 from funcnn.typing import Array, PyTree
@@ -75,8 +76,8 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         return updates, tuple(new_states)
 
     parts = tuple(structure_of(t) for t in transforms)
-    return GradientTransformation(init, update,
-                                  None if None in parts else ("chain", *parts))
+    return with_structure(GradientTransformation(init, update),
+                          None if None in parts else ("chain", *parts))
 
 
 def identity() -> GradientTransformation:
@@ -87,7 +88,8 @@ def identity() -> GradientTransformation:
     ) -> tuple[Updates, OptState]:
         return updates, state
 
-    return GradientTransformation(lambda params: EmptyState(), update, ("identity",))
+    return with_structure(GradientTransformation(lambda params: EmptyState(), update),
+                          ("identity",))
 
 
 def scale(factor: float) -> GradientTransformation:
@@ -101,8 +103,8 @@ def scale(factor: float) -> GradientTransformation:
         return jax.tree.map(lambda u: (u * factor).astype(jnp.result_type(u)), updates), state
 
     # the factor is a constant of the program, so it is part of the structure
-    return GradientTransformation(lambda params: EmptyState(), update,
-                                  ("scale", type(factor).__name__, factor))
+    return with_structure(GradientTransformation(lambda params: EmptyState(), update),
+                          ("scale", type(factor).__name__, factor))
 
 
 @hyperparam_state
@@ -142,7 +144,7 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
         clipped = jax.tree.map(lambda u: (u * factor).astype(jnp.result_type(u)), updates)
         return clipped, state
 
-    return GradientTransformation(init, update, ("clip_by_global_norm",))
+    return with_structure(GradientTransformation(init, update), ("clip_by_global_norm",))
 
 
 class MaskedState(NamedTuple):
