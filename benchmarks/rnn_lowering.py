@@ -1,6 +1,8 @@
-"""Which lowering should an RNN use? One SGD step on `mean(rnn(x)[:, -1]**2)` (gradient
-w.r.t. all params), inside `lax.scan` over `--steps` steps (how `fit` runs them) and in a
-plain jitted step, for `lowering="per_step"` and `"precomputed"` of `funcnn.nn.RNN`.
+"""Which lowering should an RNN use? One SGD step on `mean(rnn(x)**2)` over every output
+(as a sequence model's per-step loss; gradient w.r.t. all params), inside `lax.scan`
+over `--steps` steps (how `fit` runs them) and in a
+plain jitted step, for `lowering="per_step"`, `"precomputed"` and (LSTM only) `"bptt"`,
+the hand-written backward pass, of `funcnn.nn.RNN`.
 Figures: process CPU ms per step, best of `--repeats` (the table in funcnn/nn/recurrent.py).
 
     python benchmarks/rnn_lowering.py [--quick] [--steps 10] [--repeats 5]
@@ -19,13 +21,14 @@ import jax.numpy as jnp
 import funcnn as fn
 
 CASES = (("LSTM", (32, 20, 8, 64)), ("LSTM", (64, 50, 32, 128)), ("LSTM", (128, 28, 28, 128)),
-         ("LSTM", (256, 20, 128, 256)), ("GRU", (64, 50, 32, 128)), ("GRU", (256, 20, 128, 256)))
+         ("LSTM", (256, 20, 128, 256)), ("LSTM", (32, 64, 64, 256)),
+         ("GRU", (64, 50, 32, 128)), ("GRU", (256, 20, 128, 256)))
 QUICK = (("LSTM", (32, 20, 8, 64)), ("GRU", (32, 20, 8, 64)))
 
 
 def sgd_step(layer: fn.Layer) -> Callable[[Any, jax.Array], Any]:
     def loss(params: Any, x: jax.Array) -> jax.Array:
-        return jnp.mean(layer.apply(params, {}, x)[0][:, -1] ** 2)
+        return jnp.mean(layer.apply(params, {}, x)[0] ** 2)
 
     def step(params: Any, x: jax.Array) -> Any:
         grads = jax.grad(loss)(params, x)
@@ -70,12 +73,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     cases, repeats = (QUICK, 2) if args.quick else (CASES, args.repeats)
-    print("| cell | B x T x F x hidden | per_step (scan / plain) | precomputed (scan / plain) |")
-    print("|---|---|---|---|")
+    print("| cell | B x T x F x hidden | per_step (scan / plain) | precomputed (scan / plain) "
+          "| bptt (scan / plain) |")
+    print("|---|---|---|---|---|")
     for kind, size in cases:
-        cells = [measure(kind, size, lowering, args.steps, repeats)
-                 for lowering in ("per_step", "precomputed")]
-        row = " | ".join(f"{a:.3g} / {b:.3g}" for a, b in cells)
+        lowerings = ("per_step", "precomputed", "bptt") if kind == "LSTM" else (
+            "per_step", "precomputed")
+        cells = [measure(kind, size, lowering, args.steps, repeats) for lowering in lowerings]
+        row = " | ".join(f"{a:.3g} / {b:.3g}" for a, b in cells) + (
+            "" if kind == "LSTM" else " | -")
         print(f"| {kind} | {'x'.join(map(str, size))} | {row} |")
 
 

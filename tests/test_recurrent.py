@@ -5,6 +5,8 @@ defaults, penalties, the fused matmuls, training with `fit`, the summary and the
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.extend
 import jax.numpy as jnp
@@ -27,6 +29,7 @@ T, F, H = 4, 3, 5
 # checked against the NumPy loops below.
 CASES = [
     ContractCase("lstm", lambda: LSTM(H), (T, F)),
+    ContractCase("lstm_bptt_reverse", lambda: LSTM(H, lowering="bptt", reverse=True), (T, F)),
     ContractCase("bidirectional_gru_last",
                  lambda: Bidirectional(GRU(H, return_sequences=False)), (T, F)),
 ]
@@ -235,10 +238,47 @@ def test_matmuls_of_each_lowering(make, lowering: str, dots: tuple) -> None:  # 
     assert count_dots(jaxpr.jaxpr) == dots
 
 
-def test_auto_lowering_is_per_step_on_cpu() -> None:
-    assert resolve_lowering("auto") == ("per_step" if jax.default_backend() == "cpu"
-                                        else "precomputed")
+def test_auto_lowering_on_cpu_is_bptt_for_long_lstm_sequences_and_per_step_otherwise() -> None:
+    cpu = jax.default_backend() == "cpu"
+    assert resolve_lowering("auto") == ("per_step" if cpu else "precomputed")
+    assert resolve_lowering("auto", LSTMCell(H), 64) == ("bptt" if cpu else "precomputed")
+    assert resolve_lowering("auto", LSTMCell(H), 20) == ("per_step" if cpu else "precomputed")
+    assert resolve_lowering("auto", GRUCell(H), 64) == ("per_step" if cpu else "precomputed")
     assert resolve_lowering("precomputed") == "precomputed"
+
+
+@pytest.mark.parametrize(("reverse", "return_sequences"),
+                         [(False, True), (True, True), (True, False)])
+def test_bptt_equals_autodiff_of_the_scan_in_values_and_gradients(
+        reverse: bool, return_sequences: bool) -> None:
+    """The hand-written backward pass against autodiff of the per-step scan, float64:
+    gradients of params, inputs and the initial carry; one example and a batch."""
+    with jax.enable_x64(True):
+        cell = LSTMCell(H, dtype=jnp.float64)
+        params, x = random_params(LSTM(H)), jnp.asarray(sequences(batch=3))
+        carry = (jnp.asarray(sequences(2, 3)[:, 0, :1].repeat(H, 1)), jnp.full((3, H), 0.3))
+        weights = jnp.asarray(np.random.default_rng(4).normal(size=(3, T, H)))
+
+        def objective(lowering: str, single: bool) -> Any:
+            layer = RNN(cell, reverse=reverse, return_sequences=return_sequences,
+                        lowering=lowering)  # type: ignore[arg-type]
+
+            def f(p: Any, v: Any, c: Any) -> Any:
+                if single:
+                    y, _ = layer.apply(p, {}, v[0])
+                    return jnp.sum(y * (weights[0] if return_sequences else weights[0, 0]))
+                _, hs = scan_cell(cell, p, v, c, reverse=reverse,
+                                  lowering=lowering)  # type: ignore[arg-type]
+                y, _ = layer.apply(p, {}, v)
+                return jnp.sum(hs * weights) + jnp.sum(y * (weights if return_sequences
+                                                            else weights[:, 0]))
+
+            return jax.value_and_grad(f, argnums=(0, 1, 2))(params, x, carry)
+
+        for single in (False, True):
+            got, want = objective("bptt", single), objective("per_step", single)
+            for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
@@ -294,6 +334,7 @@ def test_summary_rows() -> None:
     (lambda: LSTM(4, return_sequences=1), TypeError, "LSTM: return_sequences must be True"),
     (lambda: GRU(4, unroll=0), ValueError, "GRU: unroll must be a positive int"),
     (lambda: LSTM(4, lowering="fused"), ValueError, "LSTM: lowering must be one of"),
+    (lambda: GRU(4, lowering="bptt"), ValueError, "GRU: lowering 'bptt' .* is for LSTMCell"),
     (lambda: RNN(fn.Dense(3)), TypeError, "RNN: expected a Cell"),
     (lambda: Bidirectional(fn.Dense(3)), TypeError, "forward_rnn must be an RNN layer .* Dense"),
     (lambda: Bidirectional(LSTM(4), merge="max"), ValueError, "merge must be one of"),

@@ -6,31 +6,36 @@ Inputs are `(B, T, F)` batches or `(T, F)` single examples (time on axis -2); th
 carry is zeros. The computation runs in the dtype of params and input together (float32,
 float64 or bfloat16), and the output and carry have that dtype.
 
-Two lowerings, the same results within float rounding; every matmul covers all gates:
+Three lowerings, the same results within float rounding; every matmul covers all gates:
 - `"precomputed"`: the input projection `x @ w_x + b` of all T steps is one matmul before
-  the scan, and each step does `h @ w_h` and the gate arithmetic (cuDNN's scheme: T small
-  matmuls become one large one).
+  the scan, and each step does `h @ w_h` and the gate arithmetic.
 - `"per_step"`: each step does `x_t @ w_x` and `h @ w_h`.
+- `"bptt"` (LSTM only, `funcnn.nn.lstm_bptt`): per-step forward and a hand-written
+  backward pass whose reverse loop computes only the gate derivatives and `dz_t @ w_h.T`;
+  the weight and input gradients are whole-sequence matmuls after it (cuDNN's scheme).
 
-Measured on XLA:CPU, 2 cores (`python benchmarks/rnn_lowering.py`: one SGD step on
-`mean(rnn(x)[:, -1]**2)`, gradient w.r.t. all params; process CPU ms per step inside
-`lax.scan` over 10 steps, as `fit` runs them / in a plain jitted step; best of 3),
-B x T x F x hidden:
+Measured on XLA:CPU, 2 cores, a loaded machine (`python benchmarks/rnn_lowering.py`: one
+SGD step on `mean(rnn(x)**2)` over every output, gradient w.r.t. all params; process CPU
+ms per step inside `lax.scan` over 10 steps, as `fit` runs them / in a plain jitted step;
+best of 3), B x T x F x hidden:
 
-| cell | size | per_step | precomputed |
-|---|---|---|---|
-| LSTM | 32x20x8x64 | 0.80 / 0.94 | 1.06 / 1.15 |
-| LSTM | 64x50x32x128 | 16.5 / 17.7 | 21.8 / 37.5 |
-| LSTM | 128x28x28x128 | 17.3 / 18.1 | 22.6 / 41.3 |
-| LSTM | 256x20x128x256 | 75.3 / 118 | 101 / 149 |
-| GRU | 64x50x32x128 | 12.7 / 14.5 | 14.2 / 14.5 |
-| GRU | 256x20x128x256 | 56.1 / 78.9 | 72.8 / 109 |
+| cell | size | per_step | precomputed | bptt |
+|---|---|---|---|---|
+| LSTM | 32x20x8x64 | 0.85 / 0.96 | 1.18 / 1.43 | 1.00 / 1.38 |
+| LSTM | 64x50x32x128 | 17.7 / 15.3 | 20.7 / 33.0 | 14.1 / 16.4 |
+| LSTM | 128x28x28x128 | 19.8 / 18.3 | 25.2 / 35.8 | 18.3 / 17.8 |
+| LSTM | 256x20x128x256 | 75.2 / 107 | 113 / 177 | 80.7 / 124 |
+| LSTM | 32x64x64x256 | 42.9 / 40.8 | 49.6 / 63.5 | 34.8 / 36.0 |
+| GRU | 64x50x32x128 | 11.2 / 11.7 | 14.7 / 15.4 | - |
+| GRU | 256x20x128x256 | 65.8 / 91.5 | 83.3 / 129 | - |
 
 On CPU the precomputed projection is slower: the scan then reads and (in the gradient)
 writes a `(T, B, G h)` buffer one `(B, G h)` slice per step, which XLA:CPU does far less
-efficiently than the small matmul it saves. So `"auto"` is `"per_step"` on the CPU
-backend and `"precomputed"` elsewhere (not measured here; on GPUs small matmuls are
-latency-bound, which the precomputed projection avoids).
+efficiently than the small matmul it saves. The hand-written backward pays off on longer
+sequences (20-25% at T = 50 and 64) and not on short ones (T = 20). So `"auto"` on the
+CPU backend is `"bptt"` for an LSTM over at least `BPTT_MIN_STEPS` = 32 steps and
+`"per_step"` otherwise, and `"precomputed"` on other backends (not measured here; on GPUs
+small matmuls are latency-bound, which the precomputed projection avoids).
 """
 
 from __future__ import annotations
@@ -46,13 +51,21 @@ import jax.numpy as jnp
 
 from funcnn.nn.errors import LayerError
 from funcnn.nn.layer import Layer, check_float_input, check_input_shape, described
-from funcnn.nn.recurrent_cells import Carry, Cell, GRUCell, LSTMCell, check_cell_params
+from funcnn.nn.lstm_bptt import lstm_sequence
+from funcnn.nn.recurrent_cells import (
+    Carry,
+    Cell,
+    GRUCell,
+    LSTMCell,
+    check_cell_params,
+    is_lstm_cell,
+)
 from funcnn.typing import Array, Params, PRNGKey, Shape, State
 
 __all__ = ["GRU", "LSTM", "RNN", "Bidirectional", "resolve_lowering", "scan_cell"]
 
-Lowering: TypeAlias = Literal["auto", "per_step", "precomputed"]
-LOWERINGS: tuple[str, ...] = ("auto", "per_step", "precomputed")
+Lowering: TypeAlias = Literal["auto", "per_step", "precomputed", "bptt"]
+LOWERINGS: tuple[str, ...] = ("auto", "per_step", "precomputed", "bptt")
 
 MERGES: Mapping[str, Callable[[Array, Array], Array]] = MappingProxyType({
     "concat": lambda f, b: jnp.concatenate([f, b], axis=-1),
@@ -66,11 +79,39 @@ MERGES: Mapping[str, Callable[[Array, Array], Array]] = MappingProxyType({
 # --- the numerical core ---------------------------------------------------------------
 
 
-def resolve_lowering(lowering: Lowering) -> Literal["per_step", "precomputed"]:
-    """`"auto"` -> `"per_step"` on the CPU backend, `"precomputed"` on any other."""
+BPTT_MIN_STEPS = 32
+"""From this many time steps on, `"auto"` runs an LSTM on CPU with `"bptt"`."""
+
+
+def resolve_lowering(lowering: Lowering, cell: Cell | None = None, steps: int = 0,
+                     ) -> Literal["per_step", "precomputed", "bptt"]:
+    """`"auto"` on the CPU backend: `"bptt"` for an `LSTMCell` over at least
+    `BPTT_MIN_STEPS` steps, else `"per_step"`; `"precomputed"` on any other backend."""
     if lowering == "auto":
-        return "per_step" if jax.default_backend() == "cpu" else "precomputed"
+        if jax.default_backend() != "cpu":
+            return "precomputed"
+        lstm = cell is not None and is_lstm_cell(cell)
+        return "bptt" if lstm and steps >= BPTT_MIN_STEPS else "per_step"
     return lowering
+
+
+def _run_bptt(params: Params, xs: Array, carry: Carry, reverse: bool,
+              keep_sequence: bool) -> tuple[Carry, Array]:
+    """`_scan`'s result for an LSTM through `lstm_bptt.lstm_sequence`: the batch made
+    explicit, time-major, `reverse` by flipping time before and after."""
+    single = xs.ndim == 2
+    batch = xs[None] if single else xs
+    h0, c0 = (a[None] if single else a for a in carry)
+    time_major = jnp.moveaxis(batch, -2, 0)
+    if reverse:
+        time_major = time_major[::-1]
+    hs, h, c = lstm_sequence(params["w_x"], params["w_h"], params["b"], time_major, h0, c0)
+    if reverse:
+        hs = hs[::-1]
+    out = jnp.moveaxis(hs, 0, -2) if keep_sequence else h
+    if single:
+        return (h[0], c[0]), out[0]
+    return (h, c), out
 
 
 @partial(jax.jit, static_argnames=("project", "step", "reverse", "unroll", "keep_sequence",
@@ -111,9 +152,12 @@ def _run(cell: Cell, params: Params, xs: Array, carry: Carry | None, reverse: bo
     params = {k: jnp.asarray(v).astype(dt) for k, v in params.items()}
     carry = cell.zero_carry(xs.shape[:-2], dt) if carry is None else jax.tree.map(
         lambda a: jnp.asarray(a).astype(dt), carry)
+    chosen = resolve_lowering(lowering, cell, xs.shape[-2])
+    if chosen == "bptt":
+        return _run_bptt(params, xs.astype(dt), carry, reverse, keep_sequence)
     result: tuple[Carry, Array] = _scan(
         cell.project, cell.step, params, xs.astype(dt), carry, reverse, unroll, keep_sequence,
-        resolve_lowering(lowering) == "precomputed")
+        chosen == "precomputed")
     return result
 
 
@@ -162,9 +206,12 @@ def _check_unroll(name: str, unroll: int) -> int:
     return unroll
 
 
-def _check_lowering(name: str, lowering: Lowering) -> Lowering:
+def _check_lowering(name: str, lowering: Lowering, cell: Cell) -> Lowering:
     if lowering not in LOWERINGS:
         raise ValueError(f"{name}: lowering must be one of {LOWERINGS}, got {lowering!r}")
+    if lowering == "bptt" and not is_lstm_cell(cell):
+        raise ValueError(f"{name}: lowering 'bptt' (the hand-written backward pass) is for "
+                         f"LSTMCell; this cell is a {cell.name}")
     return lowering
 
 
@@ -185,7 +232,7 @@ def scan_cell(cell: Cell, params: Params, xs: Array, carry: Carry | None = None,
         _checked_carry(cell.name, cell, carry, x.shape[:-2])
     name = cell.name
     return _run(cell, params, x, carry, _check_flag(name, "reverse", reverse),
-                _check_unroll(name, unroll), True, _check_lowering(name, lowering))
+                _check_unroll(name, unroll), True, _check_lowering(name, lowering, cell))
 
 
 # --- RNN, LSTM, GRU -------------------------------------------------------------------
@@ -255,7 +302,7 @@ def RNN(cell: Cell, *, return_sequences: bool = True, reverse: bool = False,
         raise ValueError(f"RNN: name must be a non-empty string without '/', got {name!r}")
     return _rnn(_Spec(name, cell, _check_flag(name, "return_sequences", return_sequences),
                       _check_flag(name, "reverse", reverse), _check_unroll(name, unroll),
-                      _check_lowering(name, lowering)))
+                      _check_lowering(name, lowering, cell)))
 
 
 def LSTM(features: int, *, return_sequences: bool = True, reverse: bool = False,

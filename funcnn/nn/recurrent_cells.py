@@ -250,6 +250,11 @@ def LSTMCell(features: int, *, w_init: Initializer | None = None,
                 (name, hashable(config), w_init, recurrent_init, b_init))
 
 
+def is_lstm_cell(cell: Cell) -> bool:
+    """A cell made by `LSTMCell` (its step is the built-in LSTM step)."""
+    return cell.step is _lstm_step
+
+
 # --- GRU ------------------------------------------------------------------------------
 
 
