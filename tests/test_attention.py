@@ -34,6 +34,9 @@ CASES = [
         fn.LayerNorm(), fn.MultiHeadAttention(4, heads=2, causal=True))), (3, 4), fd_floor=FLOOR),
     ContractCase("attention_padding_mask", lambda: fn.MultiHeadAttention(4, heads=2),
                  ((3, 5), (3,)), padded_pair, fd_floor=FLOOR),
+    ContractCase("attention_fused_kernel", lambda: fn.MultiHeadAttention(
+        4, heads=2, causal=True, lowering="dot_product_attention"), ((3, 5), (3,)),
+        padded_pair, fd_floor=FLOOR),
     ContractCase("masked_block", lambda: fn.serial(
         fn.residual(fn.serial(fn.keep_mask(fn.LayerNorm()),
                               fn.MultiHeadAttention(4, heads=2, causal=True))),
@@ -88,6 +91,20 @@ def test_equals_the_formula_with_padding_and_causal_masks(causal: bool) -> None:
                                    rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("lowering", ["einsum", "dot_product_attention"])
+def test_both_lowerings_equal_the_formula_in_float32(lowering: str) -> None:
+    layer = fn.MultiHeadAttention(6, heads=3, causal=True, lowering=lowering)
+    params, _ = layer.init(jax.random.key(0), ((5, 4), (5,)))
+    x = np.random.default_rng(1).normal(size=(3, 5, 4)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]], bool)
+    got, _ = layer.apply(params, {}, (jnp.asarray(x), jnp.asarray(mask)))
+    expected = numpy_attention(params, x.astype(np.float64), 3, mask, True)
+    np.testing.assert_allclose(np.asarray(got)[mask], expected[mask], rtol=2e-5, atol=2e-6)
+    assert fn.layer_spec(layer)["config"]["lowering"] == lowering
+    with pytest.raises(ValueError, match="lowering must be one of"):
+        fn.MultiHeadAttention(6, heads=3, lowering="flash")
+
+
 def test_dropout_drops_attention_weights_in_training_only() -> None:
     layer = fn.MultiHeadAttention(4, heads=2, dropout=0.5)
     params, _ = layer.init(jax.random.key(0), (6, 4))
@@ -97,10 +114,13 @@ def test_dropout_drops_attention_weights_in_training_only() -> None:
     a = layer.apply(params, {}, x, key=jax.random.key(2), train=True)[0]
     b = layer.apply(params, {}, x, key=jax.random.key(3), train=True)[0]
     assert not np.allclose(a, b) and not np.allclose(a, plain.apply(params, {}, x)[0])
-    # the explicit path with rate -> 0 is the fused one
+    # the dropout path with rate -> 0 is the plain one, through either lowering
     tiny = fn.MultiHeadAttention(4, heads=2, dropout=1e-9)
-    np.testing.assert_allclose(tiny.apply(params, {}, x, key=jax.random.key(2), train=True)[0],
-                               plain.apply(params, {}, x)[0], rtol=1e-5, atol=1e-6)
+    fused = fn.MultiHeadAttention(4, heads=2, lowering="dot_product_attention")
+    for reference in (plain, fused):
+        np.testing.assert_allclose(
+            tiny.apply(params, {}, x, key=jax.random.key(2), train=True)[0],
+            reference.apply(params, {}, x)[0], rtol=1e-5, atol=1e-6)
     with pytest.raises(fn.LayerError, match="needs a PRNG key"):
         layer.apply(params, {}, x, train=True)
 
