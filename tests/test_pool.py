@@ -4,6 +4,8 @@ only), and the errors."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,6 +31,9 @@ CASES = [
                  (5, 6, 2)),
     ContractCase("avgpool1d_explicit", lambda: AvgPool1D(3, 2, (1, 1)), (6, 2)),
     ContractCase("global_avg", GlobalAvgPool, (4, 3, 2)),
+    ContractCase("maxpool2d_reshape_cropped", lambda: MaxPool2D(2, lowering="reshape"),
+                 (5, 4, 2)),
+    ContractCase("avgpool1d_reshape", lambda: AvgPool1D(3, lowering="reshape"), (7, 2)),
 ]
 
 
@@ -84,6 +89,41 @@ def test_pool1d_same_one_example(lowering: str) -> None:
         assert y.shape == (4, 2)
         np.testing.assert_allclose(np.asarray(y), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(y[-1]), x[-1], rtol=1e-6)
+
+
+@pytest.mark.parametrize(("make", "kind", "window"), [
+    (MaxPool2D, "max", (2, 2)), (AvgPool2D, "avg", (2, 3)), (MaxPool1D, "max", (3,)),
+    (AvgPool1D, "avg", (2,))])
+def test_reshape_lowering_matches_numpy_loops_and_cropping(make: Any, kind: str,
+                                                           window: tuple[int, ...]) -> None:
+    shape = (*(2, 7, 6)[:len(window) + 1], 3)  # 7 and 6 leave rows no window covers
+    x = np.random.default_rng(3).standard_normal(shape)
+    layer = make(window, lowering="reshape")
+    y, _ = layer.apply({}, {}, jnp.asarray(x, jnp.float32))
+    expected = numpy_pool(x, kind, window, window, ((0, 0),) * len(window))
+    np.testing.assert_allclose(np.asarray(y), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_auto_lowering_reshapes_non_overlapping_valid_pools_on_cpu() -> None:
+    from funcnn.nn.pool import reshape_applies
+
+    assert reshape_applies((2, 2), (2, 2), ((0, 0), (0, 0)))
+    assert not reshape_applies((3, 3), (2, 2), ((0, 0), (0, 0)))
+    assert not reshape_applies((2, 2), (2, 2), ((0, 1), (0, 0)))
+    x = jax.random.normal(jax.random.key(0), (2, 6, 6, 2))
+
+    def grad(lowering: str) -> jax.Array:
+        layer = MaxPool2D(2, lowering=lowering)  # type: ignore[arg-type]
+        return jax.grad(lambda v: jnp.sum(layer.apply({}, {}, v)[0] ** 2))(x)
+
+    # without ties every lowering sends the gradient to the same element
+    np.testing.assert_allclose(np.asarray(grad("auto")), np.asarray(grad("reduce_window")),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="lowering 'reshape' needs strides equal to the "
+                                         "window and padding 'VALID'"):
+        MaxPool2D(3, 2, lowering="reshape")
+    with pytest.raises(ValueError, match="lowering 'reshape' needs"):
+        MaxPool2D(2, padding="SAME", lowering="reshape")
 
 
 def test_max_gradient_lowerings_agree_without_ties() -> None:
