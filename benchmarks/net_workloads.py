@@ -102,3 +102,45 @@ def next_char_loss(logits: NumpyArray, targets: NumpyArray) -> float:
     z = z - z.max(axis=-1, keepdims=True)
     log_p = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
     return float(-np.take_along_axis(log_p, targets[..., None], axis=-1).mean())
+
+
+class FitRunner:
+    """funcnn's runner: `funcnn.fit` over the problem's data on the device, Adam (eps 1e-7,
+    one optimizer object, so the compiled program is reused between runs) and the loss
+    named by `loss`. A workload's subclass defines `build(problem)`, which sets `net`,
+    `state`, `init_params` (the canonical initial weights in funcnn's tree) and `key`
+    (`jax.random.key(problem.seed)`: fit's shuffles are `problem.orders`), and `weights()`."""
+
+    name = "funcnn fit"
+    loss = "categorical_crossentropy"
+    net: Any
+    state: Any
+    init_params: Any
+    key: Any
+
+    def build(self, problem: NetProblem) -> None:
+        raise NotImplementedError
+
+    def setup(self, problem: NetProblem) -> None:
+        import jax
+
+        import funcnn as fn
+
+        self.problem, self.fn = problem, fn
+        self.build(problem)
+        self.optimizer = fn.optim.adam(problem.learning_rate, eps=1e-7)
+        self.x, self.y = jax.device_put((problem.x, problem.y))
+
+    def reset(self) -> None:
+        self.opt_state = self.optimizer.init(self.init_params)
+        self.result: Any = None
+
+    def run(self) -> None:
+        import jax
+
+        p = self.problem
+        self.result = self.fn.fit(self.net, self.init_params, self.state, self.optimizer,
+                                  getattr(self.fn.losses, self.loss), self.x, self.y,
+                                  key=self.key, epochs=p.epochs, batch_size=p.batch_size,
+                                  progress=False, opt_state=self.opt_state)
+        jax.block_until_ready(self.result.params)  # type: ignore[no-untyped-call]

@@ -76,7 +76,10 @@ def compiled_flops(fn: Any, args: tuple[Any, ...]) -> float:
 
 def step_flops(module: Any, problem: Any) -> float:
     """FLOPs of one training step in the workload's plain formulation, from one jitted step
-    (not from a scan, whose body XLA may count once)."""
+    (not from a scan, whose body XLA may count once); a module whose step has a scan
+    inside (W7's time loop) gives its own count, `step_flops(problem)`."""
+    if hasattr(module, "step_flops"):
+        return float(module.step_flops(problem))
     return compiled_flops(*module.plain_step(problem))
 
 

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from harness import OWN_SHUFFLES
 from jax import lax
-from net_workloads import CanonicalWeights, NetProblem, NumpyArray, shared_orders
+from net_workloads import CanonicalWeights, FitRunner, NetProblem, NumpyArray, shared_orders
 from run_jax import block, cce_fused, cce_logits
 from workloads import synthetic_mnist
 
@@ -237,13 +237,11 @@ class JaxFusedRunner:
         return {k: np.asarray(a) for k, a in self.carry[0].items()}
 
 
-class FuncnnRunner:
+class FuncnnRunner(FitRunner):
     """`fn.fit` of the serial net ending in `Softmax()`, `categorical_crossentropy` (fit fuses
     the two), `fn.optim.adam(lr, eps=1e-7)` reused so that fit's program stays cached."""
 
-    name = "funcnn fit"
-
-    def setup(self, problem: NetProblem) -> None:
+    def build(self, problem: NetProblem) -> None:
         import funcnn as fn
 
         self.problem, self.fn = problem, fn
@@ -259,20 +257,6 @@ class FuncnnRunner:
         self.init_params = {k: dict(params[k]) for k in layers}
         for name, (k, leaf) in self.names.items():
             self.init_params[k][leaf] = jax.device_put(problem.init[name])
-        self.optimizer = fn.optim.adam(problem.learning_rate, eps=1e-7)
-        self.x, self.y = jax.device_put((problem.x, problem.y))
-
-    def reset(self) -> None:
-        self.opt_state = self.optimizer.init(self.init_params)
-        self.result: Any = None
-
-    def run(self) -> None:
-        p = self.problem
-        self.result = self.fn.fit(self.net, self.init_params, self.state, self.optimizer,
-                                  self.fn.losses.categorical_crossentropy, self.x, self.y,
-                                  key=self.key, epochs=p.epochs, batch_size=p.batch_size,
-                                  progress=False, opt_state=self.opt_state)
-        block(self.result.params)
 
     def weights(self) -> CanonicalWeights:
         return {name: np.asarray(self.result.params[k][leaf])

@@ -54,6 +54,7 @@ import numpy as np
 from net_workloads import (
     TEXT_VOCAB,
     CanonicalWeights,
+    FitRunner,
     NetProblem,
     next_char_loss,
     shared_orders,
@@ -325,13 +326,13 @@ def _put(tree: dict[str, Any], path: Path, value: Any) -> None:
     tree[path[-1]] = value
 
 
-class FuncnnRunner:
+class FuncnnRunner(FitRunner):
     """`fn.fit(net, params, state, adam(3e-4, eps=1e-7), token_crossentropy, x, y, ...)`
     for one epoch; one optimizer object reused, so fit's compiled program is cached."""
 
-    name = "funcnn fit"
+    loss = "token_crossentropy"
 
-    def setup(self, problem: NetProblem) -> None:
+    def build(self, problem: NetProblem) -> None:
         import funcnn as fn
 
         self.problem, self.fn = problem, fn
@@ -347,20 +348,6 @@ class FuncnnRunner:
                 raise ValueError(f"{name}: funcnn shape {_at(params, path).shape}")
             _put(loaded, path, jax.device_put(problem.init[name]))
         self.init_params = loaded
-        self.optimizer = fn.optim.adam(problem.learning_rate, eps=1e-7)
-        self.x, self.y = jax.device_put((problem.x, problem.y))
-
-    def reset(self) -> None:
-        self.opt_state = self.optimizer.init(self.init_params)
-        self.result: Any = None
-
-    def run(self) -> None:
-        p = self.problem
-        self.result = self.fn.fit(self.net, self.init_params, self.state, self.optimizer,
-                                  self.fn.losses.token_crossentropy, self.x, self.y,
-                                  key=self.key, epochs=p.epochs, batch_size=p.batch_size,
-                                  progress=False, opt_state=self.opt_state)
-        _block(self.result.params)
 
     def weights(self) -> CanonicalWeights:
         return {k: np.asarray(_at(self.result.params, path)) for k, path in self.paths.items()}

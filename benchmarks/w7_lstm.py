@@ -48,6 +48,7 @@ import numpy as np
 from net_workloads import (
     TEXT_VOCAB,
     CanonicalWeights,
+    FitRunner,
     NetProblem,
     NumpyArray,
     next_char_loss,
@@ -292,17 +293,17 @@ FUNCNN_NAMES = {"0_embedding": {"table": "embed.table"},
                 "2_dense": {"w": "dense.w", "b": "dense.b"}}
 
 
-class FuncnnRunner:
+class FuncnnRunner(FitRunner):
     """`fn.fit` of `serial(Embedding, LSTM(256), Dense(96), Softmax())` with
     `token_crossentropy` (per-window mean over T of the clipped `-log p[y]`, then the
     batch mean: the mean over all B*T positions) and one reused `adam(1e-3, eps=1e-7)`."""
 
-    name = "funcnn fit"
+    loss = "token_crossentropy"
 
     def __init__(self, **lstm_kwargs: Any) -> None:
         self.lstm_kwargs = lstm_kwargs  # e.g. lowering="precomputed", unroll=2
 
-    def setup(self, problem: NetProblem) -> None:
+    def build(self, problem: NetProblem) -> None:
         import funcnn as fn
 
         self.fn, self.problem = fn, problem
@@ -316,20 +317,6 @@ class FuncnnRunner:
         if jax.tree.map(jnp.shape, params) != jax.tree.map(jnp.shape, loaded):
             raise ValueError(f"funcnn params {jax.tree.map(jnp.shape, params)} differ")
         self.init_params = loaded
-        self.optimizer = fn.optim.adam(problem.learning_rate, eps=1e-7)
-        self.x, self.y = jax.device_put((problem.x, problem.y))
-
-    def reset(self) -> None:
-        self.opt_state = self.optimizer.init(self.init_params)
-        self.result: Any = None
-
-    def run(self) -> None:
-        p = self.problem
-        self.result = self.fn.fit(self.net, self.init_params, self.state, self.optimizer,
-                                  self.fn.losses.token_crossentropy, self.x, self.y,
-                                  key=self.key, epochs=p.epochs, batch_size=p.batch_size,
-                                  progress=False, opt_state=self.opt_state)
-        block(self.result.params)
 
     def weights(self) -> CanonicalWeights:
         return {canon: np.asarray(self.result.params[layer][leaf])
@@ -495,8 +482,22 @@ def plain_step(problem: NetProblem) -> tuple[Any, tuple[Any, ...]]:
     step with the scan unrolled 64 times, whose compilation takes 90-100 s here; its
     matmuls alone are 4328: 3 x 2 x (2048 x 64 x 1024 + 64 x 32 x 256 x 1024 + 2048 x 256
     x 96)), so the table's share of peak for W7 is about 4.5 times too low."""
-    step = train_step(FusedConfig("all", "autodiff"), problem.learning_rate)
+    return _plain(problem, 1)
+
+
+def _plain(problem: NetProblem, unroll: int) -> tuple[Any, tuple[Any, ...]]:
+    step = train_step(FusedConfig("all", "autodiff", unroll), problem.learning_rate)
     rows = problem.batches(0)[0]
     args = (fresh_carry(problem.init), jnp.asarray(problem.x[rows]),
             jnp.asarray(problem.y[rows]), jnp.ones(len(rows), jnp.float32))
     return jax.jit(step), args
+
+
+def step_flops(problem: NetProblem) -> float:
+    """FLOPs of one plain step with the time scan unrolled over all T steps, so that every
+    step is counted, from XLA's `cost_analysis()` of the lowered (not compiled: that takes
+    90-100 s) program."""
+    step, args = _plain(problem, int(problem.x.shape[1]))
+    cost = step.lower(*args).cost_analysis()
+    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    return float(cost["flops"])
