@@ -70,6 +70,33 @@ def test_peers_tiny_prints_agreeing_table() -> None:
     assert number(w1["funcnn fit"][8]) > 0.4
 
 
+def test_peers_tiny_new_workloads_print_agreeing_tables_with_a_share_of_peak() -> None:
+    """W5-W7 (CNN, transformer, LSTM) at tiny sizes, funcnn against the hand-written loop:
+    each table has both rows, positive timings, a share of peak from XLA's FLOP count, and
+    metrics that agree within the workload's tolerance."""
+    proc = run_script("peers.py", "--tiny", "--workloads", "W5,W6,W7", "--repeats", "1",
+                      "--peers", "funcnn,jax-fused", timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    sections = re.split(r"^## ", proc.stdout, flags=re.M)[1:]
+    assert [s[:2] for s in sections] == ["W5", "W6", "W7"]
+    for section, metric in zip(sections, ("test acc", "val loss", "val loss"), strict=True):
+        header = table_rows(section, "implementation")[0]
+        rows = {r[0]: dict(zip(header, r, strict=True)) for r in table_rows(section, "")
+                if r[0] in ("funcnn fit", "jax fused scan")}
+        assert sorted(rows) == ["funcnn fit", "jax fused scan"], section
+        for row in rows.values():
+            assert number(row["ms/step"]) >= number(row["best ms/step"]) > 0
+            assert 0 < number(row["of peak"]) < 100
+            assert "(!)" not in row[metric]
+        flops = re.search(r"plain formulation: ([\d.]+) MFLOP", section)
+        assert flops is not None and float(flops.group(1)) > 0
+        assert f"{metric} agree within" in section
+    # untrained transformer and LSTM start near ln(96) = 4.56 nats; 4 steps lower it
+    for section in sections[1:]:
+        loss = number({r[0]: r for r in table_rows(section, "")}["funcnn fit"][7])
+        assert 2.0 < loss < 4.6
+
+
 def test_train_mlp_tiny_prints_table() -> None:
     proc = run_script("train_mlp.py", "--tiny", "--repeats", "1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
