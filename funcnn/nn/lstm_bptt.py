@@ -12,6 +12,7 @@ Time-major: `xs (T, B, F)`; returns all hidden states `(T, B, h)` and the final 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 
 from funcnn.typing import Array
 
-__all__ = ["lstm_sequence"]
+__all__ = ["lstm_sequence", "run_lstm"]
 
 Residuals = tuple[Array, Array, Array, Array, Array, Array, Array, Array]
 
@@ -84,3 +85,23 @@ def _lstm_bwd(res: Residuals, cotangents: tuple[Array, Array, Array],
 
 
 lstm_sequence.defvjp(_lstm_fwd, _lstm_bwd)
+
+
+def run_lstm(params: Mapping[str, Array], xs: Array, carry: tuple[Array, Array],
+             reverse: bool, keep_sequence: bool) -> tuple[tuple[Array, Array], Array]:
+    """An LSTM layer's `(final carry, outputs)` through `lstm_sequence`: `xs (T, F)` or
+    `(B, T, F)` with the batch made explicit, time-major, `reverse` by flipping time
+    before and after; outputs `(..., T, h)` (`keep_sequence`) or the last `(..., h)`."""
+    single = xs.ndim == 2
+    batch = xs[None] if single else xs
+    h0, c0 = (a[None] if single else a for a in carry)
+    time_major = jnp.moveaxis(batch, -2, 0)
+    if reverse:
+        time_major = time_major[::-1]
+    hs, h, c = lstm_sequence(params["w_x"], params["w_h"], params["b"], time_major, h0, c0)
+    if reverse:
+        hs = hs[::-1]
+    out = jnp.moveaxis(hs, 0, -2) if keep_sequence else h
+    if single:
+        return (h[0], c[0]), out[0]
+    return (h, c), out

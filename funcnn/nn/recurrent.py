@@ -51,7 +51,7 @@ import jax.numpy as jnp
 
 from funcnn.nn.errors import LayerError
 from funcnn.nn.layer import Layer, check_float_input, check_input_shape, described
-from funcnn.nn.lstm_bptt import lstm_sequence
+from funcnn.nn.lstm_bptt import run_lstm
 from funcnn.nn.recurrent_cells import (
     Carry,
     Cell,
@@ -95,25 +95,6 @@ def resolve_lowering(lowering: Lowering, cell: Cell | None = None, steps: int = 
     return lowering
 
 
-def _run_bptt(params: Params, xs: Array, carry: Carry, reverse: bool,
-              keep_sequence: bool) -> tuple[Carry, Array]:
-    """`_scan`'s result for an LSTM through `lstm_bptt.lstm_sequence`: the batch made
-    explicit, time-major, `reverse` by flipping time before and after."""
-    single = xs.ndim == 2
-    batch = xs[None] if single else xs
-    h0, c0 = (a[None] if single else a for a in carry)
-    time_major = jnp.moveaxis(batch, -2, 0)
-    if reverse:
-        time_major = time_major[::-1]
-    hs, h, c = lstm_sequence(params["w_x"], params["w_h"], params["b"], time_major, h0, c0)
-    if reverse:
-        hs = hs[::-1]
-    out = jnp.moveaxis(hs, 0, -2) if keep_sequence else h
-    if single:
-        return (h[0], c[0]), out[0]
-    return (h, c), out
-
-
 @partial(jax.jit, static_argnames=("project", "step", "reverse", "unroll", "keep_sequence",
                                    "precompute"))
 def _scan(project: Callable[[Params, Array], Array],
@@ -154,7 +135,7 @@ def _run(cell: Cell, params: Params, xs: Array, carry: Carry | None, reverse: bo
         lambda a: jnp.asarray(a).astype(dt), carry)
     chosen = resolve_lowering(lowering, cell, xs.shape[-2])
     if chosen == "bptt":
-        return _run_bptt(params, xs.astype(dt), carry, reverse, keep_sequence)
+        return run_lstm(params, xs.astype(dt), carry, reverse, keep_sequence)
     result: tuple[Carry, Array] = _scan(
         cell.project, cell.step, params, xs.astype(dt), carry, reverse, unroll, keep_sequence,
         chosen == "precomputed")
