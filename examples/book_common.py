@@ -131,6 +131,15 @@ class Source:
         return params, state
 
 
+def chosen_models(text: str, known: Sequence[str]) -> list[str]:
+    """The comma-separated `--models` names, each one of `known`, or the usage error."""
+    models = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in models if name not in known]
+    if unknown or not models:
+        raise SystemExit(f"unknown model(s) {unknown}; choose from {list(known)}")
+    return models
+
+
 def _book_arrays(x: NumpyArray, samples: int, classes: int) -> tuple[Array, Array]:
     labels = np.repeat(np.arange(classes, dtype=np.int32), samples)
     return jnp.asarray(x, jnp.float32), jnp.asarray(labels)

@@ -151,10 +151,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """The shared flags plus the model, data and sampling flags, checked."""
     args = book.parse_args(__doc__.splitlines()[0], argv, epochs=12, quick_epochs=1,
                            print_every=1, book_stream=False, add_arguments=_flags)
-    args.models = [name.strip() for name in args.models.split(",") if name.strip()]
-    unknown = [name for name in args.models if name not in MODELS]
-    if unknown or not args.models:
-        raise SystemExit(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
+    args.models = book.chosen_models(args.models, list(MODELS))
     if args.context < 2:
         raise SystemExit(f"--context must be at least 2, got {args.context}")
     if args.chars < 20 * args.context:

@@ -92,10 +92,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """The shared flags plus `--models`, `--train-samples` and `--batch-size`, checked."""
     args = book.parse_args(__doc__.splitlines()[0], argv, epochs=12, quick_epochs=2,
                            print_every=5, book_stream=False, add_arguments=_flags)
-    args.models = [name.strip() for name in args.models.split(",") if name.strip()]
-    unknown = [name for name in args.models if name not in MODELS]
-    if unknown or not args.models:
-        raise SystemExit(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
+    args.models = book.chosen_models(args.models, list(MODELS))
     if args.train_samples is not None and not 1 <= args.train_samples <= 4000:
         raise SystemExit(f"--train-samples must be in 1..4000, got {args.train_samples}")
     return args

@@ -11,9 +11,8 @@ measured), it is written out head-major: one einsum projects `x` with the three 
 stacked into `(3, B, heads, T, h)`, the logits and the weighted sum are batched matmuls
 over `(B, heads)`, and the output projection contracts heads and width at once. On other
 backends without dropout it calls `jax.nn.dot_product_attention` (the fused kernel where
-a backend has one). On XLA:CPU the written-out form trained W6 (`benchmarks/peers.py`)
-at 118-135 CPU ms per step against 160 through `dot_product_attention` with separate
-q, k, v projections.
+a backend has one); on XLA:CPU the written-out form was the faster of the two in W6
+(`benchmarks/peers.py --workloads W6`, docs/performance.md).
 """
 
 from __future__ import annotations

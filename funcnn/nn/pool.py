@@ -22,12 +22,11 @@ gradient w.r.t. the input, 2x2 window, stride 2, ms per step, plain jit / in `la
 
 A third lowering, "reshape", serves non-overlapping windows without padding (strides
 equal to the window, "VALID"): crop the rows no window covers, reshape each window onto
-its own axes and reduce them, `(B, H/kh, kh, W/kw, kw, C).max((2, 4))`. Inside `fit`'s
-scan on W5's CNN (`benchmarks/peers.py --workloads W5`, two 2x2 max pools) it took the
-step from 26.5 to 20.0 CPU ms against "slices". So `"auto"` on CPU is "reshape" where it
-applies and "slices" elsewhere; `reduce_window` on other backends. The lowerings differ
-only in how a max's gradient is split between tied maxima (one element, shared equally,
-or halved at each `maximum`).
+its own axes and reduce them, `(B, H/kh, kh, W/kw, kw, C).max((2, 4))`; inside `fit`'s
+scan it was the fastest of the three for W5's 2x2 pools (docs/performance.md). So
+`"auto"` on CPU is "reshape" where it applies and "slices" elsewhere; `reduce_window` on
+other backends. The lowerings differ only in how a max's gradient is split between tied
+maxima (one element, shared equally, or halved at each `maximum`).
 """
 
 from __future__ import annotations
