@@ -97,6 +97,15 @@ def test_peers_tiny_new_workloads_print_agreeing_tables_with_a_share_of_peak() -
         assert 2.0 < loss < 4.6
 
 
+def test_sweep_compile_compiles_once_with_structural_keys() -> None:
+    proc = run_script("sweep_compile.py", "--rates", "2", "--samples", "256")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {r[0]: r for r in table_rows(proc.stdout, "")}
+    assert rows["identity (anonymous optimizers)"][1] == "2"  # one program per rate
+    assert rows["structure (funcnn)"][1] == "1"  # one for the sweep
+    assert "final losses identical under both keys: yes" in proc.stdout
+
+
 def test_train_mlp_tiny_prints_table() -> None:
     proc = run_script("train_mlp.py", "--tiny", "--repeats", "1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
