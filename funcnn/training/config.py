@@ -12,7 +12,7 @@ from funcnn.nn.layer import Layer
 from funcnn.optim.base import GradientTransformation, structure_of
 from funcnn.typing import LossFn, MetricFn, PyTree
 
-__all__ = ["TrainConfig", "replicated", "split_rows"]
+__all__ = ["TrainConfig", "constrain_model", "replicated", "split_rows"]
 
 
 class TrainConfig(NamedTuple):
@@ -61,3 +61,9 @@ def split_rows(cfg: TrainConfig, arrays: PyTree) -> PyTree:
 def replicated(cfg: TrainConfig, tree: PyTree) -> PyTree:
     """Under a mesh, annotate `tree` as replicated (params, states, figures)."""
     return tree if cfg.mesh is None else parallel.constrain_replicated(tree, cfg.mesh)
+
+
+def constrain_model(cfg: TrainConfig, tree: PyTree) -> PyTree:
+    """Under a mesh, annotate a model tree (params, layer state, optimizer state) with the
+    placement the program keeps it in: replicated on every device."""
+    return replicated(cfg, tree)

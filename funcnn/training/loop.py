@@ -11,7 +11,7 @@ from funcnn import parallel
 from funcnn.optim.hyperparams import learning_rate
 from funcnn.optim.loss_scale import loss_scale, skipped_steps
 from funcnn.training.batching import batch_plan, figure_dtype, rows_of, take_rows
-from funcnn.training.config import TrainConfig, replicated, split_rows
+from funcnn.training.config import TrainConfig, constrain_model, replicated, split_rows
 from funcnn.training.inference import evaluate_arrays
 from funcnn.training.step import batch_update
 from funcnn.typing import Array, ArrayLike, Params, PRNGKey, PyTree, State
@@ -55,7 +55,7 @@ def _train_epoch(cfg: TrainConfig, carry: tuple[Params, State, PyTree], x: Array
         params, state, opt_state, fig = batch_update(
             cfg.net, cfg.loss, cfg.optimizer, cfg.metric, params, state, opt_state, xb, yb, None,
             jax.random.fold_in(epoch_key, 0))
-        return (replicated(cfg, (params, state, opt_state)), fig.data_sum, fig.metric_sum,
+        return (constrain_model(cfg, (params, state, opt_state)), fig.data_sum, fig.metric_sum,
                 fig.reg_loss)
     dropout_key = jax.random.split(epoch_key)[1]
     full, tail = divmod(n, cfg.batch_size)
@@ -81,7 +81,7 @@ def _train_epoch(cfg: TrainConfig, carry: tuple[Params, State, PyTree], x: Array
         p, s, o, fig = batch_update(
             cfg.net, cfg.loss, cfg.optimizer, cfg.metric, p, s, o, xb, yb, wb,
             jax.random.fold_in(dropout_key, i), count)
-        p, s, o = replicated(cfg, (p, s, o))
+        p, s, o = constrain_model(cfg, (p, s, o))
         return (p, s, o, loss_acc + fig.data_sum, metric_acc + fig.metric_sum,
                 reg_acc + fig.reg_loss)
 
@@ -161,7 +161,7 @@ def run_epochs(cfg: TrainConfig, params: Params, state: State, opt_state: PyTree
     (params, state, opt_state, _), logs = jax.lax.scan(
         epoch, (params, state, opt_state, jnp.bool_(True)), (epoch_ids, active, orders),
         unroll=cfg.unroll if cfg.batch_size is None else 1)  # full batch: a step per epoch
-    return replicated(cfg, (params, state, opt_state, logs))  # type: ignore[no-any-return]
+    return (*constrain_model(cfg, (params, state, opt_state)), replicated(cfg, logs))
 
 
 run_epochs_jit = jax.jit(run_epochs, static_argnums=(0,), donate_argnums=(1, 2, 3))
