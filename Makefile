@@ -1,11 +1,12 @@
 # funcnn: `make demo` runs the main job, `make test` the whole suite.
 # Both create the virtual environment in .venv when it is missing (with the dev extra,
-# which brings pytest, ruff, mypy and import-linter).
+# which brings pytest, ruff, mypy and import-linter, and the optional grain extra, which the
+# streaming tests use).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.funcnn-installed
-EXTRAS := dev,data,plot
+EXTRAS := dev,data,plot,grain
 
 .PHONY: demo test lint typecheck imports pytest venv bench clean
 

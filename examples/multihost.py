@@ -1,6 +1,6 @@
 """Multi-host data parallelism on one machine: several processes train one network together.
 
-    python examples/multihost.py [--processes 2] [--local-devices 2] [--epochs 100]
+    python examples/multihost.py [--processes 2] [--local-devices 2] [--epochs 100] [--stream]
 
 Run plainly, this script is the launcher: `funcnn.parallel.launch_local` starts
 `--processes` copies of it, each with `--local-devices` CPU devices and the coordinator on
@@ -15,6 +15,11 @@ gradient is summed in another order), about 1e-6 after a few epochs, but such di
 grow over a long chaotic run (Adam at a high rate), so expect the two to drift apart
 then. On a real cluster, start one worker per host with the cluster's own launcher and
 the same code runs unchanged.
+
+With `--stream` each process trains with `fit_stream` from a `funcnn.data.ArraySource`
+that reads only this process's rows of every global batch (its part of the data);
+`jax.make_array_from_process_local_data` joins the parts into the global batch, which is
+the batch the one-process `fit` trains on (the same key gives the same orders).
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for each process's parameters (default: a temporary one)")
+    parser.add_argument("--stream", action="store_true",
+                        help="train with fit_stream, each process reading its own rows")
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds the processes may take (default 300)")
     args = parser.parse_args(argv)
@@ -57,13 +64,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def train(args: argparse.Namespace, mesh: jax.sharding.Mesh | None) -> fn.FitResult:
-    """The book's spiral classifier, Adam, minibatches; the same in every process."""
+def train(args: argparse.Namespace, mesh: jax.sharding.Mesh | None,
+          stream: bool = False) -> fn.FitResult | fn.StreamFitResult:
+    """The book's spiral classifier, Adam, minibatches; the same in every process. With
+    `stream`, from an ArraySource: this process reads only its part of each batch."""
     key = jax.random.key(args.seed)
     x, y = fn.datasets.spiral(jax.random.fold_in(key, 0), 100, 3)
     net = fn.serial(fn.Dense(64), fn.ReLU(), fn.Dense(3), fn.Softmax())
     init = jax.jit(net.init, static_argnums=1)  # one compiled call, not many small ones
     params, state = init(jax.random.fold_in(key, 1), (2,))
+    if stream:
+        source = fn.data.ArraySource(x, y, args.batch_size, key=jax.random.fold_in(key, 2))
+        return fn.fit_stream(net, params, state, adam(0.05, decay=5e-7),
+                             categorical_crossentropy, source, key=jax.random.fold_in(key, 2),
+                             epochs=args.epochs, metric=categorical_accuracy, progress=False,
+                             mesh=mesh)
     return fn.fit(net, params, state, adam(0.05, decay=5e-7), categorical_crossentropy, x, y,
                   key=jax.random.fold_in(key, 2), epochs=args.epochs,
                   batch_size=args.batch_size, metric=categorical_accuracy, progress=False,
@@ -79,7 +94,7 @@ def worker(args: argparse.Namespace) -> None:
     config = parallel.initialize()
     mesh = parallel.data_mesh()  # every device of every process
     start = time.perf_counter()
-    result = train(args, mesh)
+    result = train(args, mesh, stream=args.stream)
     seconds = time.perf_counter() - start
     history = result.history
     fn.save_checkpoint(params_file(args.out, config.process_id), jax.device_get(result.params),
@@ -96,7 +111,8 @@ def launch(args: argparse.Namespace, out: Path) -> dict[str, float]:
     process training alone; returns the largest differences found."""
     command = parallel.python_command(__file__, "--epochs", str(args.epochs),
                                       "--batch-size", str(args.batch_size),
-                                      "--seed", str(args.seed), "--out", str(out))
+                                      "--seed", str(args.seed), "--out", str(out),
+                                      *(["--stream"] if args.stream else []))
     outputs = parallel.launch_local(command, args.processes,
                                     local_device_count=args.local_devices,
                                     timeout_s=args.timeout)

@@ -1,5 +1,6 @@
-"""Training: the step, `fit` and its epoch plan, History and callbacks, progress,
-evaluate/predict, and ensembles. Builds on `funcnn.nn` and `funcnn.optim`."""
+"""Training: the step, `fit` and its epoch plan, `fit_stream` over a stream of batches,
+History and callbacks, progress, evaluate/predict, and ensembles. Builds on `funcnn.nn`
+and `funcnn.optim`."""
 
 from funcnn.training.ensemble import (
     EnsembleResult,
@@ -19,8 +20,10 @@ from funcnn.training.inference import (
     predict_classes,
 )
 from funcnn.training.step import StepMetrics, make_train_step
+from funcnn.training.stream import BadBatchError, StreamFitResult, StreamPosition, fit_stream
 
 __all__ = [
+    "BadBatchError",
     "Callback",
     "EarlyStopping",
     "EnsembleResult",
@@ -29,12 +32,15 @@ __all__ = [
     "History",
     "NonFiniteLossError",
     "StepMetrics",
+    "StreamFitResult",
+    "StreamPosition",
     "classes_from_outputs",
     "epoch_orders",
     "evaluate",
     "evaluate_ensemble",
     "fit",
     "fit_ensemble",
+    "fit_stream",
     "init_ensemble",
     "key_seed",
     "make_train_step",

@@ -24,9 +24,23 @@ from funcnn.nn.layer import Layer
 from funcnn.training.batching import check_data, param_dtype
 from funcnn.typing import Array, ArrayLike, Params, PyTree, Shape, State
 
-__all__ = ["check_batch_size", "check_count", "check_key", "check_optimizer", "check_values",
-           "checked_inputs", "checked_pair", "example_output", "is_optimizer",
-           "member_template", "refuse_traced"]
+__all__ = [
+    "as_param_dtype",
+    "check_batch_size",
+    "check_count",
+    "check_key",
+    "check_optimizer",
+    "check_values",
+    "checked_inputs",
+    "checked_pair",
+    "example_output",
+    "first_bad_rows",
+    "is_optimizer",
+    "label_classes",
+    "member_template",
+    "raise_bad_rows",
+    "refuse_traced",
+]
 
 HOST_LEVEL = ("{where} is a host-level loop: it runs compiled programs itself and cannot be "
               "traced by jax.jit, jax.vmap or jax.grad. Inside your own compiled code use "
@@ -134,28 +148,32 @@ def _row_flags(xp: Any, bad: Any) -> Any:
     return xp.any(bad.reshape(bad.shape[0], -1), axis=1)
 
 
-def _bad_rows(xp: Any, x: Any, y: Any | None, bounds: tuple[float, float] | None,
-              classes: int | None) -> Any:
+def first_bad_rows(xp: Any, x: Any, y: Any | None, bounds: tuple[float, float] | None,
+                   classes: int | None, valid: Any | None = None) -> Any:
     """`[x non-finite, x out of bounds, y non-finite, y label out of range]`: the first bad
     row (or -1) of each, as one int32 vector; `xp` is NumPy (data still on the host) or
-    `jax.numpy` (data already on a device: one compiled program, one transfer)."""
+    `jax.numpy` (data already on a device: one compiled program, one transfer). `valid`
+    `(N,)` bool: only those rows count (a padded batch's real rows)."""
     none = xp.asarray(-1)
+
+    def first(bad: Any) -> Any:
+        flags = _row_flags(xp, bad)
+        return _first_true(xp, flags if valid is None else flags & valid)
+
     floating = xp.issubdtype(x.dtype, xp.floating)
-    found = [_first_true(xp, _row_flags(xp, ~xp.isfinite(x))) if floating else none,
-             none if bounds is None else
-             _first_true(xp, _row_flags(xp, (x < bounds[0]) | (x >= bounds[1])))]
+    found = [first(~xp.isfinite(x)) if floating else none,
+             none if bounds is None else first((x < bounds[0]) | (x >= bounds[1]))]
     y_floating = y is not None and xp.issubdtype(y.dtype, xp.floating)
-    found.append(_first_true(xp, _row_flags(xp, ~xp.isfinite(y))) if y_floating else none)
+    found.append(first(~xp.isfinite(y)) if y_floating else none)
     low = 0 if y is None or y.ndim == 1 else IGNORE  # per-token labels: -1 is padding
-    found.append(none if y is None or classes is None else
-                 _first_true(xp, _row_flags(xp, (y < low) | (y >= classes))))
+    found.append(none if y is None or classes is None else first((y < low) | (y >= classes)))
     return xp.stack([xp.asarray(f).astype(xp.int32) for f in found])
 
 
-_bad_rows_on_device = jax.jit(partial(_bad_rows, jnp), static_argnums=(2, 3))
+_bad_rows_on_device = jax.jit(partial(first_bad_rows, jnp), static_argnums=(2, 3))
 
 
-def _label_classes(y: Array | np.ndarray | None, out: jax.ShapeDtypeStruct) -> int | None:
+def label_classes(y: Array | np.ndarray | None, out: jax.ShapeDtypeStruct) -> int | None:
     """K for integer labels `(N,)` of a network with K > 1 outputs `(K,)`, or per-token
     labels `(N, T, ...)` of outputs `(T, ..., K)`; else None."""
     if y is None or y.ndim < 1 or not jnp.issubdtype(y.dtype, jnp.integer):
@@ -172,31 +190,44 @@ def check_values(where: str, net: Layer, x: Array | np.ndarray, y: Array | np.nd
     (K from the per-example output `out`). Names the array and its first bad row. Host
     (NumPy) data is checked on the host, device data on its device."""
     bounds = net.input_bounds
-    classes = _label_classes(y, out)
+    classes = label_classes(y, out)
     on_host = isinstance(x, np.ndarray) and (y is None or isinstance(y, np.ndarray))
     memo = None if on_host else (id(x), id(y), bounds, classes)
     if memo is not None and _passed_before(memo, x, y):
         return
     if on_host:
-        found = _bad_rows(np, x, y, bounds, classes)
+        found = first_bad_rows(np, x, y, bounds, classes)
     else:
         found = np.asarray(jax.device_get(_bad_rows_on_device(x, y, bounds, classes)))
+    raise_bad_rows(where, found, bounds, classes, None if y is None else y.ndim,
+                   lambda i: _label_at(y, i))
+    if memo is not None:
+        _remember_passed(memo, x, y)
+
+
+def raise_bad_rows(where: str, found: Any, bounds: tuple[float, float] | None,
+                   classes: int | None, y_ndim: int | None,
+                   label_at: Callable[[int], int] | None = None) -> None:
+    """Raise ValueError for the first bad row that `first_bad_rows` found (none: return);
+    `label_at(i)` gives a bad label's value for the message."""
+    def label_text(i: int) -> str:
+        if y_ndim != 1:
+            return (f"row {i} of y has labels outside 0..{(classes or 0) - 1} (and {IGNORE}, "
+                    f"padding), the {classes} classes of the network's output")
+        value = "" if label_at is None else f" = {label_at(i)}"
+        return (f"label y[{i}]{value} is outside 0..{(classes or 0) - 1}, the {classes} "
+                "classes of the network's output")
+
     describe: list[Callable[[int], str]] = [
         lambda i: f"row {i} of x is not finite (NaN or infinity)",
         lambda i: f"row {i} of x has values outside [{bounds[0]}, {bounds[1]}), the range "
         "the network's first layer accepts" if bounds else "",
         lambda i: f"row {i} of y is not finite (NaN or infinity)",
-        lambda i: (f"label y[{i}] = {_label_at(y, i)} is outside 0..{classes - 1}, the "
-                   f"{classes} classes of the network's output" if y is not None and y.ndim == 1
-                   else f"row {i} of y has labels outside 0..{classes - 1} (and {IGNORE}, "
-                   f"padding), the {classes} classes of the network's output")
-        if classes else "",
+        label_text,
     ]
-    for index, text in zip(found, describe, strict=True):
+    for index, text in zip(np.asarray(found), describe, strict=True):
         if index >= 0:
             raise ValueError(f"{where}: {text(int(index))}")
-    if memo is not None:
-        _remember_passed(memo, x, y)
 
 
 _PASSED: dict[tuple[Any, ...], tuple[weakref.ref[Any], weakref.ref[Any] | None]] = {}
@@ -223,7 +254,7 @@ def _label_at(y: Any, i: int) -> int:
     return int(jax.device_get(y[i]))
 
 
-def _in_dtype(value: ArrayLike, dtype: np.dtype[Any] | None) -> ArrayLike:
+def as_param_dtype(value: ArrayLike, dtype: np.dtype[Any] | None) -> ArrayLike:
     """Floating `value` as `dtype` (on the host for host data); anything else unchanged."""
     if dtype is None:
         return value
@@ -265,8 +296,8 @@ def _checked(where: str, net: Layer, params: Params, state: State, x: Any,
              y: ArrayLike | None) -> tuple[Any, Array | None]:
     dtype = param_dtype(params)
     pair = isinstance(x, tuple | list)
-    x = tuple(_in_dtype(a, dtype) for a in x) if pair else _in_dtype(x, dtype)
-    y = None if y is None else _in_dtype(y, dtype)
+    x = tuple(as_param_dtype(a, dtype) for a in x) if pair else as_param_dtype(x, dtype)
+    y = None if y is None else as_param_dtype(y, dtype)
     x_arr, y_arr = check_data(where, x, y, net.input_dtype)
     out = example_output(where, net, params, state, x_arr)
     values, values_arr = (x[0], x_arr[0]) if pair else (x, x_arr)  # masks are bool: no check

@@ -1,7 +1,8 @@
 """How a training run is cut into compiled calls and how its epochs order the samples.
 
 A call runs up to `STEPS_PER_PROGRAM` steps (several epochs); epoch `e`'s order is a
-NumPy permutation seeded by the key's words and `e`, drawn on the host; small steps are
+NumPy permutation seeded by the key's words and `e`, drawn on the host
+(`funcnn.data.orders`, shared with streamed training); small steps are
 unrolled (`auto_unroll`).
 """
 
@@ -10,12 +11,11 @@ from __future__ import annotations
 import math
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 from funcnn import parallel
+from funcnn.data.orders import epoch_orders, key_seed
 from funcnn.training.config import TrainConfig
-from funcnn.typing import Array, NumpyArray, PRNGKey
+from funcnn.typing import Array, NumpyArray
 
 __all__ = ["MAX_ORDER_ENTRIES", "SMALL_STEP", "STEPS_PER_PROGRAM", "auto_unroll",
            "epoch_inputs", "epoch_orders", "epochs_per_program", "key_seed"]
@@ -57,27 +57,6 @@ def epochs_per_program(n_batches: int, epochs: int, has_callbacks: bool,
         most = max(1, min(most, MAX_ORDER_ENTRIES // order_entries))
     calls = math.ceil(epochs / most)
     return math.ceil(epochs / calls)
-
-
-def key_seed(key: PRNGKey) -> NumpyArray:
-    """The words of a key (typed or raw uint32), on the host: `(..., words)` uint32."""
-    if not isinstance(key, jax.Array):
-        return np.asarray(key, np.uint32)
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        key = jax.random.key_data(key)
-    return np.asarray(jax.device_get(key), np.uint32)
-
-
-def epoch_orders(seed: NumpyArray, ids: NumpyArray, n: int) -> NumpyArray:
-    """The sample orders of epochs `ids`: `(len(ids), n)` int32, epoch `e`'s a permutation
-    by NumPy's generator seeded with the key's words and `e` (drawn on the host: an
-    on-device sort-based shuffle cost 10-25% of an epoch). A `seed` with leading axes
-    (an ensemble's keys) gives orders with those axes first."""
-    if seed.ndim > 1:
-        return np.stack([epoch_orders(s, ids, n) for s in seed])
-    words = [int(w) for w in seed]
-    return np.stack([np.random.default_rng([*words, int(e)]).permutation(n).astype(np.int32)
-                     for e in ids])
 
 
 def epoch_inputs(cfg: TrainConfig, ids: NumpyArray, active: NumpyArray, seed: NumpyArray,

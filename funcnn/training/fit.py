@@ -37,8 +37,8 @@ from funcnn.training.progress import ProgressBar
 from funcnn.tree import count_params
 from funcnn.typing import Array, ArrayLike, LossFn, MetricFn, Params, PRNGKey, PyTree, State
 
-__all__ = ["FitResult", "NonFiniteLossError", "PreparedFit", "fit", "owned_copy",
-           "prepare_fit"]
+__all__ = ["FitResult", "NonFiniteLossError", "PreparedFit", "check_same_examples", "fit",
+           "owned_copy", "prepare_fit"]
 
 
 class FitResult(NamedTuple):
@@ -103,7 +103,7 @@ def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransfo
             raise ValueError(f"{where}: validation_data must be a pair (x_val, y_val)")
         x_val, y_val = checked_pair(f"{where} (validation_data)", net, *template,
                                     *validation_data)
-        _check_same_examples(where, x_arr, y_arr, x_val, y_val)
+        check_same_examples(where, x_arr, y_arr, x_val, y_val)
         val_size = check_batch_size(f"{where} (validation_data)",
                                     validation_batch_size or min(batch_size or n,
                                                                  rows_of(x_val)),
@@ -128,8 +128,8 @@ def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransfo
                        initial_epoch)
 
 
-def _check_same_examples(where: str, x: PyTree, y: Array, x_val: PyTree,
-                         y_val: Array | None) -> None:
+def check_same_examples(where: str, x: PyTree, y: Array, x_val: PyTree,
+                        y_val: Array | None) -> None:
     """Validation examples must have the shapes and dtypes of the training examples (for
     a pair `(x, mask)`, array by array)."""
     def describe(tree: PyTree) -> str:

@@ -16,7 +16,7 @@ from funcnn.training.inference import evaluate_arrays
 from funcnn.training.step import batch_update
 from funcnn.typing import Array, ArrayLike, Params, PRNGKey, PyTree, State
 
-__all__ = ["current_learning_rate", "run_epochs", "run_epochs_jit"]
+__all__ = ["current_learning_rate", "epoch_figures", "run_epochs", "run_epochs_jit"]
 
 
 def current_learning_rate(opt_state: PyTree) -> Array:
@@ -29,10 +29,10 @@ def current_learning_rate(opt_state: PyTree) -> Array:
     return jnp.asarray(rate, jnp.float32)
 
 
-def _loss_scale_logs(before: PyTree, after: PyTree) -> dict[str, Array]:
-    """With loss scaling: the epoch's skipped steps and the next step's scale; else none."""
+def _loss_scale_logs(previous: Array | None, after: PyTree) -> dict[str, Array]:
+    """With loss scaling: the epoch's skipped steps (`previous`: the count at its start)
+    and the next step's scale; else none."""
     scale, skipped = loss_scale(after), skipped_steps(after)
-    previous = skipped_steps(before)
     if scale is None or skipped is None or previous is None:
         return {}
     return {"skipped_steps": (skipped - previous).astype(jnp.float32), "loss_scale": scale}
@@ -103,6 +103,33 @@ def _train_epoch(cfg: TrainConfig, carry: tuple[Params, State, PyTree], x: Array
     return (params, state, opt_state), data_sum, metric_sum, reg_sum / n_steps
 
 
+def epoch_figures(cfg: TrainConfig, model: tuple[Params, State, PyTree],
+                  skipped_before: Array | None,
+                  data_loss: Array, reg_loss: Array, accuracy: Array, x_val: Array | None,
+                  y_val: Array | None) -> dict[str, Array]:
+    """An epoch's History figures from its data loss (mean over its samples), penalty
+    (mean over its steps) and accuracy, the model after it (`model`: params, state,
+    opt_state) and, with loss scaling, the skipped-step count before it (`skipped_steps`):
+    rate, loss scaling, validation."""
+    params, state, opt_state = model
+    logs = {"data_loss": data_loss, "reg_loss": reg_loss, "loss": data_loss + reg_loss,
+            "learning_rate": current_learning_rate(opt_state)}
+    if cfg.metric is not None:
+        logs["accuracy"] = accuracy
+    logs.update(_loss_scale_logs(skipped_before, opt_state))
+    if x_val is not None and y_val is not None:
+        val_sharding = None
+        if cfg.mesh is not None and cfg.val_batch_size % parallel.data_parallel_size(
+                cfg.mesh) == 0:
+            val_sharding = parallel.batch_sharding(cfg.mesh)
+        val = evaluate_arrays(cfg.net, params, state, cfg.loss, cfg.metric, x_val, y_val,
+                              cfg.val_batch_size, batch_sharding=val_sharding)
+        logs["val_loss"] = val.loss
+        if cfg.metric is not None:
+            logs["val_accuracy"] = val.accuracy
+    return logs
+
+
 def run_epochs(cfg: TrainConfig, params: Params, state: State, opt_state: PyTree, x: Array,
                y: Array, x_val: Array | None, y_val: Array | None, key: PRNGKey,
                epoch_ids: Array, active: Array, orders: Array | None,
@@ -116,9 +143,6 @@ def run_epochs(cfg: TrainConfig, params: Params, state: State, opt_state: PyTree
     params, state, opt_state and key trains an ensemble (see `funcnn.training.ensemble`)."""
     acc = figure_dtype(params)
     n = jnp.asarray(rows_of(x), acc)
-    val_sharding = None
-    if cfg.mesh is not None and cfg.val_batch_size % parallel.data_parallel_size(cfg.mesh) == 0:
-        val_sharding = parallel.batch_sharding(cfg.mesh)
 
     def epoch(carry: tuple[Params, State, PyTree, Array],
               inputs: tuple[Array, Array, Array | None]) -> tuple[
@@ -144,18 +168,9 @@ def run_epochs(cfg: TrainConfig, params: Params, state: State, opt_state: PyTree
         if cfg.rollback:
             kept = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new,
                                 (params, state, opt_state))
-        logs = {"data_loss": data_loss, "reg_loss": reg_loss, "loss": data_loss + reg_loss,
-                "learning_rate": current_learning_rate(kept[2]), "finite": finite,
-                "ran": run}
-        if cfg.metric is not None:
-            logs["accuracy"] = metric_sum / n
-        logs.update(_loss_scale_logs(opt_state, kept[2]))
-        if x_val is not None and y_val is not None:
-            val = evaluate_arrays(cfg.net, kept[0], kept[1], cfg.loss, cfg.metric, x_val, y_val,
-                                  cfg.val_batch_size, batch_sharding=val_sharding)
-            logs["val_loss"] = val.loss
-            if cfg.metric is not None:
-                logs["val_accuracy"] = val.accuracy
+        logs = epoch_figures(cfg, kept, skipped_steps(opt_state), data_loss, reg_loss,
+                             metric_sum / n, x_val, y_val)
+        logs.update(finite=finite, ran=run)
         return (*kept, healthy & (finite | ~run)), logs
 
     (params, state, opt_state, _), logs = jax.lax.scan(
