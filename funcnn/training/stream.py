@@ -104,11 +104,18 @@ class BadBatchError(ValueError):
         self.result = result
 
 
-def _chunk_steps(steps_per_call: int | None, first: Batch, processes: int) -> int:
+def _chunk_steps(steps_per_call: int | None, first: Batch, processes: int, data: Any,
+                 steps_per_epoch: int | None) -> int:
+    """K: as given; else as many batches as fit in `CHUNK_BYTES` (1 to `MAX_CHUNK_STEPS`),
+    but no more than an epoch's batches when that is known (no padding steps)."""
     if steps_per_call is not None:
         return steps_per_call
     nbytes = sum(a.nbytes for a in jax.tree.leaves((first.x, first.y))) * processes
-    return int(np.clip(CHUNK_BYTES // max(nbytes, 1), 1, MAX_CHUNK_STEPS))
+    k = int(np.clip(CHUNK_BYTES // max(nbytes, 1), 1, MAX_CHUNK_STEPS))
+    known = steps_per_epoch or getattr(data, "batches_per_epoch", None)
+    if known is None and hasattr(data, "__len__") and not callable(data):
+        known = len(data)
+    return max(1, min(k, known)) if isinstance(known, int) else k
 
 
 def fit_stream(net: Layer, params: Params, state: State, optimizer: GradientTransformation,
@@ -134,7 +141,8 @@ def fit_stream(net: Layer, params: Params, state: State, optimizer: GradientTran
     own smaller step, like `fit`).
 
     Each compiled call trains `steps_per_call` batches (default: about `CHUNK_BYTES` of
-    them) stacked as `(K, B, ...)`; an epoch's last call masks its missing steps. Batches
+    them, at most an epoch's when its length is known) stacked as `(K, B, ...)`; an
+    epoch's last call masks its missing steps. Batches
     are read, checked and placed `prefetch` calls ahead in a background thread.
 
     `max_steps` stops after that many steps; `result.position` then says where, and
@@ -173,7 +181,7 @@ def fit_stream(net: Layer, params: Params, state: State, optimizer: GradientTran
     first = reader.first(position.epoch, position.step)
     cfg, checks, val = _configure(where, net, loss, optimizer, metric, params, state, first,
                                   validation_data, validation_batch_size, unroll, mesh)
-    reader.k = _chunk_steps(steps_per_call, first, jax.process_count())
+    reader.k = _chunk_steps(steps_per_call, first, jax.process_count(), data, steps_per_epoch)
     return _train(where, cfg, checks, reader, val, params, state, opt_state, key, epochs,
                   max_steps, position, callbacks, progress, prefetch)
 
