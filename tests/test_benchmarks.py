@@ -186,3 +186,50 @@ def test_rnn_lowering_quick_prints_every_lowering_per_case() -> None:
     assert len(lstm) == len(gru) == 5 and gru[4] == "-"  # bptt is for LSTMs only
     for cells in (lstm[2:], gru[2:4]):
         assert all(number(v) > 0 for cell in cells for v in cell.split(" / "))
+
+
+def test_stream_w2_tiny_trains_fits_params_from_a_memmap_and_reports_input_shares(
+        tmp_path: Path) -> None:
+    """stream_w2.py --tiny: the four variants' figures, ArraySource's params (memmap and
+    in memory) equal to fit's bit for bit with the same epoch loss, Grain's accuracy within
+    its tolerance, and the input pipelines timed alone."""
+    import importlib.util
+    import json
+
+    out = tmp_path / "stream.json"
+    done = run_script("stream_w2.py", "--tiny", "--repeats", "1", "--json", str(out))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    memmap, in_memory = ("fit_stream, ArraySource over memmap",
+                         "fit_stream, ArraySource in memory")
+    assert report["params_max_abs_diff"] == {memmap: 0.0, in_memory: 0.0}
+    assert report["params_equal"] is True
+    assert "params equal to fit's: bit for bit" in done.stdout
+    names = ["fit, in memory", memmap, in_memory]
+    if importlib.util.find_spec("grain") is not None:
+        names.append("fit_stream, Grain DataLoader over memmap")
+    variants = report["variants"]
+    assert sorted(variants) == sorted(names)
+    fit = variants["fit, in memory"]
+    assert fit["ratio"] == 1.0 and fit["produce_share"] is None
+    for name in names:
+        v = variants[name]
+        assert v["median_s"] >= v["best_s"] > 0 and v["first_s"] > 0, name
+        assert 0.0 <= v["accuracy"] <= 1.0 and math.isfinite(v["loss"])
+        if name != "fit, in memory":
+            assert v["produce_share"] > 0.0 and v["wait_share"] >= 0.0, name
+            assert v["ratio"] == v["median_s"] / fit["median_s"]
+    for name in (memmap, in_memory):  # the same batches: the same loss, the same accuracy
+        assert abs(variants[name]["loss"] - fit["loss"]) <= 1e-6
+        assert variants[name]["accuracy"] == fit["accuracy"]
+    assert report["target_met"] == (variants[memmap]["ratio"] <= 1.10)
+    assert re.search(r"target \(memmap-streamed epoch <= 1.1 x fit's\): (met|missed)",
+                     done.stdout)
+    assert "accuracies agree" in done.stdout
+    rows = table_rows(done.stdout, "fit")
+    assert [r[0] for r in rows] == names
+    alone = report["input_alone"]
+    assert alone["ArraySource.batches, memmap (x[rows] per batch)"]["records"] == 2048
+    assert all(v["us_per_record"] > 0 and v["us_per_batch"] > 0 for v in alone.values())
+    if len(names) == 4:
+        assert any(k.startswith("  part: IndexSampler") for k in alone)
