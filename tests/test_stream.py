@@ -294,3 +294,35 @@ def test_one_device_mesh_and_a_diverging_run(in_memory: fn.FitResult) -> None:
         fn.fit_stream(NET, PARAMS, STATE, adam(0.01), cce, huge, epochs=2, **ARGS)
     one = fn.fit_stream(NET, PARAMS, STATE, adam(0.01), cce, huge, epochs=1, **ARGS)
     assert largest(caught.value.result.params, one.params) == 0.0  # epoch 0's end
+
+
+@pytest.mark.parametrize("dtype", ["float64", "mixed_bfloat16"])
+def test_every_dtype_path_streams_as_fit(dtype: str) -> None:
+    """float64 params (x64 on; float32 batches are cast to float64 as they are read) and a
+    bfloat16 compute policy over float32 masters train exactly as fit."""
+    with jax.enable_x64(dtype == "float64"):
+        net = fn.mixed_precision(NET, dtype) if dtype.startswith("mixed") else NET
+        params = jax.tree.map(lambda a: a.astype(dtype), PARAMS) if dtype == "float64" \
+            else PARAMS
+        args = {**ARGS, "epochs": 1}
+        alone = fn.fit(net, params, STATE, OPT, cce, X, Y, batch_size=BATCH, **args)
+        streamed = fn.fit_stream(net, params, STATE, OPT, cce,
+                                 ArraySource(X, Y, BATCH, key=KEY), **args)
+        assert {leaf.dtype for leaf in jax.tree.leaves(streamed.params)} == \
+            {np.dtype(np.float64 if dtype == "float64" else np.float32)}
+        assert largest(alone.params, streamed.params) == 0.0
+        same_history(alone.history, streamed.history)
+
+
+def test_pairs_of_x_and_mask_stream() -> None:
+    """x as the pair (x, mask): each array of the pair is read, stacked and padded."""
+    x3 = np.repeat(X[:, None, :2], 3, axis=1)
+    mask = np.ones(x3.shape[:2], bool)
+    net = fn.serial(fn.keep_mask(fn.Dense(8)), fn.drop_mask(), fn.Flatten(), fn.Dense(3),
+                    fn.Softmax())
+    params, state = net.init(jax.random.key(0), ((3, 2), (3,)))
+    args = {**ARGS, "epochs": 1, "validation_data": None}
+    alone = fn.fit(net, params, state, OPT, cce, (x3, mask), Y, batch_size=BATCH, **args)
+    streamed = fn.fit_stream(net, params, state, OPT, cce,
+                             ArraySource((x3, mask), Y, BATCH, key=KEY), **args)
+    assert largest(alone.params, streamed.params) == 0.0
