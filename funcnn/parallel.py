@@ -5,6 +5,11 @@ keeps params and optimizer state replicated; XLA inserts the gradient all-reduce
 sharding annotations. Across hosts, every process runs the same program on the same data:
 call `initialize()` first (it wraps `jax.distributed.initialize`), then build the mesh
 over `jax.devices()`, which then lists every process's devices.
+
+`fit(..., mesh=..., shard_params="data")` splits params and optimizer state over a mesh
+axis instead (FSDP); the rule and its helpers live in `funcnn.sharding` and are
+re-exported here (`param_spec`, `param_shardings`, `shard_tree`, `sharded_template`,
+`unshard`, `MIN_SHARDED_SIZE`).
 """
 
 from __future__ import annotations
@@ -24,10 +29,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from funcnn.sharding import (
+    MIN_SHARDED_SIZE,
+    param_shardings,
+    param_spec,
+    shard_tree,
+    sharded_template,
+    unshard,
+)
 from funcnn.typing import PyTree
 
 __all__ = [
     "DATA_AXIS",
+    "MIN_SHARDED_SIZE",
     "ProcessConfig",
     "batch_sharding",
     "check_data_mesh",
@@ -40,11 +54,16 @@ __all__ = [
     "initialize",
     "is_coordinator",
     "launch_local",
+    "param_shardings",
+    "param_spec",
     "process_config_from_env",
     "python_command",
     "replicate",
     "replicated_sharding",
+    "shard_tree",
+    "sharded_template",
     "shutdown",
+    "unshard",
 ]
 
 DATA_AXIS = "data"

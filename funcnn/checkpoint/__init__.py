@@ -70,7 +70,9 @@ def save_checkpoint(
     written to a hidden temp file beside `path`, fsynced, then moved over `path` with
     `os.replace`: a crash leaves the previous file intact (a killed writer may leave its
     `.NAME.<hex>.tmp` file behind, NAME cut to 32 characters; it is never read). A place
-    that cannot be written raises CheckpointError (an OSError) naming `path`.
+    that cannot be written raises CheckpointError (an OSError) naming `path`. Arrays split
+    over devices (`fit(..., shard_params=...)`) are gathered to the host; across processes
+    a leaf split over other processes' devices is refused (`funcnn.sharding.unshard`).
     """
     target = resolve_target(path)
     arrays = _flatten_to_numpy(tree)
@@ -105,6 +107,13 @@ def _leaf_to_numpy(name: str, leaf: object) -> NumpyArray:
             )
         leaf = jnp.asarray(leaf)
     _check_not_prng_key(name, leaf.dtype)
+    if isinstance(leaf, jax.Array) and not (leaf.is_fully_addressable
+                                            or leaf.is_fully_replicated):
+        raise ValueError(
+            f"leaf '{name}' is split over devices of other processes ({leaf.sharding}), so "
+            "this process cannot read it whole; gather it first on every process with "
+            "funcnn.sharding.unshard(tree), then save"
+        )
     array = np.asarray(jax.device_get(leaf))
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("<"))

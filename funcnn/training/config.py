@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 from jax.sharding import Mesh
 
-from funcnn import parallel
+from funcnn import parallel, sharding
 from funcnn.nn.layer import Layer
 from funcnn.optim.base import GradientTransformation, structure_of
 from funcnn.typing import LossFn, MetricFn, PyTree
@@ -17,7 +18,8 @@ __all__ = ["TrainConfig", "constrain_model", "replicated", "split_rows"]
 
 class TrainConfig(NamedTuple):
     """The static configuration of one compiled training program. With a `mesh`, every
-    minibatch is split over its `"data"` axis and params and states stay replicated."""
+    minibatch is split over its `"data"` axis; params, layer state and optimizer state are
+    replicated, or with `param_axis` split over that mesh axis by `sharding.param_spec`."""
 
     net: Layer
     loss: LossFn
@@ -32,6 +34,7 @@ class TrainConfig(NamedTuple):
     # a ragged last minibatch as its own smaller step instead of padded with weight-0 rows
     # (networks with state: padding rows would count in BatchNorm's batch statistics)
     exact_tail: bool = False
+    param_axis: str | None = None  # FSDP: the mesh axis the model trees are split over
 
     # The static argument of the compiled training programs: configurations that compare
     # equal share one program. The network compares by its structure (`Layer`); the
@@ -65,5 +68,9 @@ def replicated(cfg: TrainConfig, tree: PyTree) -> PyTree:
 
 def constrain_model(cfg: TrainConfig, tree: PyTree) -> PyTree:
     """Under a mesh, annotate a model tree (params, layer state, optimizer state) with the
-    placement the program keeps it in: replicated on every device."""
-    return replicated(cfg, tree)
+    placement the program keeps it in: each leaf split by `sharding.param_spec` over
+    `cfg.param_axis` when that is set, else replicated on every device."""
+    if cfg.mesh is None or cfg.param_axis is None:
+        return replicated(cfg, tree)
+    return jax.lax.with_sharding_constraint(  # type: ignore[no-untyped-call]
+        tree, sharding.param_shardings(tree, cfg.mesh, cfg.param_axis))

@@ -137,7 +137,8 @@ def fit_ensemble(net: Layer, params: Params, state: State, optimizer: GradientTr
                  opt_state: PyTree | None = None,
                  hyperparams: Mapping[str, ArrayLike] | None = None, initial_epoch: int = 0,
                  validation_batch_size: int | None = None, unroll: int | None = None,
-                 mesh: Mesh | None = None) -> EnsembleResult:
+                 mesh: Mesh | None = None, shard_params: str | None = None,
+                 ) -> EnsembleResult:
     """Train K members at once: member k is `fit(net, params[k], state[k], optimizer, loss,
     x, y, key=keys[k], ...)`, all in one compiled program per chunk of epochs.
 
@@ -145,8 +146,13 @@ def fit_ensemble(net: Layer, params: Params, state: State, optimizer: GradientTr
     `optimizer.init` of each member. `hyperparams` gives members their own optimizer
     settings, each an array of K values: `{"learning_rate": rates}`. A member whose loss
     becomes non-finite stops there (see `EnsembleResult.diverged`) while the rest go on.
-    `mesh` splits every minibatch over its `"data"` axis, as in `fit`.
+    `mesh` splits every minibatch over its `"data"` axis, as in `fit`. `shard_params` is
+    refused: the rule would see a member's shapes inside `vmap` but the stacked shapes
+    when placing them, so the two splits could disagree.
     """
+    if shard_params is not None:
+        raise ValueError(f"fit_ensemble: shard_params={shard_params!r} is not supported; "
+                         "members' params are replicated on the mesh (use fit for FSDP)")
     refuse_traced("fit_ensemble", (params, state, x, y, opt_state))
     keys, members = check_keys("fit_ensemble", keys)
     leading_size(params, "fit_ensemble (params)", members)

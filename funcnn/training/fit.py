@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from funcnn import parallel
+from funcnn import parallel, sharding
 from funcnn.nn.layer import Layer
 from funcnn.optim.base import GradientTransformation
 from funcnn.training.batching import rows_of
@@ -81,16 +81,19 @@ def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransfo
                 initial_epoch: int, batch_size: int | None,
                 validation_data: tuple[ArrayLike, ArrayLike] | None,
                 validation_batch_size: int | None, shuffle: bool, unroll: int | None,
-                mesh: Mesh | None, template: tuple[Params, State]) -> PreparedFit:
+                mesh: Mesh | None, template: tuple[Params, State],
+                shard_params: str | None = None) -> PreparedFit:
     """Check `fit`'s arguments (errors start with `where`) and place the data. `template`
     is one model's (params, state), possibly abstract: the shapes, labels and input limits
     of the data are checked against it, and its size picks the unroll factor when `unroll`
-    is None (see `auto_unroll`)."""
+    is None (see `auto_unroll`). `shard_params` must name an axis of `mesh`."""
     epochs = check_count(where, "epochs", epochs)
     initial_epoch = check_count(where, "initial_epoch", initial_epoch)
     check_optimizer(where, optimizer)
     if mesh is not None:
         mesh = parallel.check_data_mesh(where, mesh)
+    if shard_params is not None:
+        sharding.check_param_axis(where, mesh, shard_params)
     x_arr, y_arr = checked_pair(where, net, *template, x, y)
     n = rows_of(x_arr)
     size = check_batch_size(where, batch_size, n)
@@ -121,7 +124,8 @@ def prepare_fit(where: str, net: Layer, loss: LossFn, optimizer: GradientTransfo
                          f"does not split evenly over the mesh's {ways} devices; pick a "
                          f"batch_size whose remainder of {n} samples is a multiple of {ways}")
     cfg = TrainConfig(net, loss, optimizer, metric, None if batch_size is None else size,
-                      shuffle, val_size, unroll, mesh, exact_tail=exact_tail)
+                      shuffle, val_size, unroll, mesh, exact_tail=exact_tail,
+                      param_axis=shard_params)
     if mesh is not None:
         x_arr, y_arr, x_val, y_val = parallel.replicate((x_arr, y_arr, x_val, y_val), mesh)
     return PreparedFit(cfg, x_arr, y_arr, x_val, y_val, math.ceil(n / size), epochs,
@@ -150,9 +154,12 @@ def check_same_examples(where: str, x: PyTree, y: Array, x_val: PyTree,
 
 def owned_copy(cfg: TrainConfig, tree: PyTree) -> PyTree:
     """A private copy of `tree` that a compiled program may donate: on the default device,
-    or replicated over the mesh."""
+    or over the mesh, each leaf split by `sharding.param_spec` over `cfg.param_axis` when
+    that is set, else replicated."""
     if cfg.mesh is None:
         return _copy_tree(tree)
+    if cfg.param_axis is not None:
+        return sharding.shard_tree(tree, cfg.mesh, cfg.param_axis)
     return parallel.replicate(tree, cfg.mesh)
 
 
@@ -169,7 +176,8 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
         metric: MetricFn | None = None, shuffle: bool = True, progress: bool = True,
         callbacks: Sequence[Callback] = (), opt_state: PyTree | None = None,
         initial_epoch: int = 0, validation_batch_size: int | None = None,
-        unroll: int | None = None, mesh: Mesh | None = None) -> FitResult:
+        unroll: int | None = None, mesh: Mesh | None = None,
+        shard_params: str | None = None) -> FitResult:
     """Train `net` for `epochs` epochs of minibatches of `batch_size` (None: full batch).
 
     Epoch `e` shuffles by `epoch_orders` and draws dropout masks from `fold_in(key, e)`,
@@ -182,6 +190,13 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
     batch); data, params and states are replicated and the result lives on the mesh.
     Across processes, every process calls `fit` with the same arguments.
 
+    `shard_params` (a mesh axis name, typically `"data"`: FSDP / ZeRO-3) splits params,
+    layer state and optimizer state over that axis instead of replicating them: a leaf
+    of >= `funcnn.sharding.MIN_SHARDED_SIZE` elements along its largest axis that the
+    axis size divides (ties: the first), smaller ones and scalars replicated (see
+    `funcnn.sharding.param_spec`). XLA inserts the gathers and gradient reductions from
+    the annotations; the results equal replicated training up to the order of float sums.
+
     `unroll` unrolls the scan over minibatches that many times; None picks 4 for small
     steps (batch size x params <= 2e6), where the loop's own cost dominates, else 1.
     """
@@ -191,7 +206,8 @@ def fit(net: Layer, params: Params, state: State, optimizer: GradientTransformat
                        initial_epoch=initial_epoch, batch_size=batch_size,
                        validation_data=validation_data,
                        validation_batch_size=validation_batch_size, shuffle=shuffle,
-                       unroll=unroll, mesh=mesh, template=(params, state))
+                       unroll=unroll, mesh=mesh, template=(params, state),
+                       shard_params=shard_params)
     # No rollback inside the program: keeping each epoch's starting values alive beside
     # the loop cost 5-7% of a small step (measured); a failed call is replayed instead.
     cfg = prep.cfg._replace(rollback=False)
