@@ -93,6 +93,7 @@ class TrainOptions(NamedTuple):
     init: str = "glorot"
     architecture: str = "mlp"
     filters: tuple[int, ...] = ()
+    data_dir: Path | None = None  # train on this .npy directory (`funcnn.cli.npy_data`)
 
 
 class TrainedModel(NamedTuple):

@@ -25,6 +25,7 @@ from funcnn.cli.commands import (
 )
 from funcnn.cli.dataset_splits import DATASETS, GENERATED
 from funcnn.cli.networks import ACTIVATIONS, ARCHITECTURES, INITS
+from funcnn.cli.npy_data import DIRECTORY_PRESET, train_usage_problem
 from funcnn.compile_cache import default_cache_directory, enable_compilation_cache
 
 DEBUG_ENV = "FUNCNN_DEBUG"
@@ -58,7 +59,10 @@ learning rate and no decay):
 {_CNN_LINES}
 spiral/vertical: 3 classes, --samples per class (100); sine: --samples points (1000).
 digits: scikit-learn's 8x8 digits, split 70/15/15; mnist and fashion-mnist are downloaded
-once to $FUNCNN_DATA (default ~/.cache/funcnn) and split 90/10 for validation."""
+once to $FUNCNN_DATA (default ~/.cache/funcnn) and split 90/10 for validation.
+--data-dir DIR (instead of --dataset): DIR/x_train.npy, y_train.npy (x_test.npy, y_test.npy
+optional), streamed from disk; integer y: class labels, floating y: regression targets;
+defaults hidden 64, lr 0.001, decay 0, 10 epochs, batch 128."""
 
 
 class UsageError(Exception):
@@ -174,8 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "an image dataset) and save a checkpoint holding its parameters, layer "
                     "description, label names, input scaling and training history.",
         epilog=_TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("--dataset", required=True, choices=DATASETS,
-                       help="the data to train on; its defaults are listed below")
+    data = train.add_mutually_exclusive_group(required=True)
+    data.add_argument("--dataset", choices=DATASETS,
+                      help="the data to train on; its defaults are listed below")
+    data.add_argument("--data-dir", type=Path, metavar="DIR",
+                      help="train on the .npy files in DIR (see below)")
     train.add_argument("--model", choices=ARCHITECTURES, default="mlp",
                        help="mlp: Dense layers (default); cnn: conv blocks, then Dense "
                             "layers, on the images of digits, mnist or fashion-mnist")
@@ -215,8 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Loss and accuracy of a saved model on the test split of the dataset it "
                     "was trained on (rebuilt from its seed), or of --dataset.")
     evaluate.add_argument("model", type=Path, help="a checkpoint written by `funcnn train`")
-    evaluate.add_argument("--dataset", choices=DATASETS,
-                          help="evaluate on this dataset instead of the training one")
+    other = evaluate.add_mutually_exclusive_group()
+    other.add_argument("--dataset", choices=DATASETS,
+                       help="evaluate on this dataset instead of the training one")
+    other.add_argument("--data-dir", type=Path, metavar="DIR",
+                       help="evaluate on the .npy files in DIR (train or test part)")
     evaluate.add_argument("--split", choices=("train", "validation", "test"), default="test",
                           help="which split to measure (default test)")
 
@@ -254,8 +264,11 @@ def enable_compile_cache() -> Path | None:
 
 def train_options(args: argparse.Namespace) -> TrainOptions:
     """The `train` arguments completed with the dataset's defaults, checked together."""
-    preset = PRESETS[args.dataset]
+    preset = DIRECTORY_PRESET if args.data_dir is not None else PRESETS[args.dataset]
     adam = args.optimizer == "adam"
+    problem = train_usage_problem(args.data_dir, args.samples, args.model, args.batch_size)
+    if problem is not None:
+        raise UsageError(problem)
     if args.momentum is not None and args.optimizer != "sgd":
         raise UsageError(f"--momentum applies to --optimizer sgd only, not {args.optimizer}")
     if args.samples is not None and args.dataset not in GENERATED:
@@ -272,11 +285,11 @@ def train_options(args: argparse.Namespace) -> TrainOptions:
     filters, hidden = _architecture_defaults(args, preset.hidden)
     batch = preset.batch_size if args.batch_size is None else (args.batch_size or None)
     return TrainOptions(
-        args.dataset, hidden, args.activation, args.optimizer,
+        args.dataset or str(args.data_dir), hidden, args.activation, args.optimizer,
         args.lr or (preset.learning_rate if adam else BOOK_LEARNING_RATES[args.optimizer]),
         args.decay if args.decay is not None else (preset.decay if adam else 0.0),
         args.momentum, args.l2, args.dropout, args.epochs or preset.epochs, batch, args.seed,
-        args.samples, not args.no_progress, args.init, args.model, filters)
+        args.samples, not args.no_progress, args.init, args.model, filters, args.data_dir)
 
 
 def _architecture_defaults(args: argparse.Namespace, mlp_hidden: tuple[int, ...],
@@ -312,7 +325,7 @@ def run(args: argparse.Namespace) -> None:
         _check_model_file(args.model)
     if not args.no_compile_cache:
         enable_compile_cache()
-    from funcnn.cli import commands
+    from funcnn.cli import commands, npy_data
 
     if args.command == "demo":
         from funcnn.cli.demo import run_demo
@@ -320,9 +333,9 @@ def run(args: argparse.Namespace) -> None:
         run_demo(args.out, QUICK_SCALE if args.quick else args.epochs_scale, args.seed,
                  not args.no_progress)
     elif options is not None:
-        commands.run_train(options, args.out)
+        (commands if options.data_dir is None else npy_data).run_train(options, args.out)
     elif args.command == "evaluate":
-        commands.run_evaluate(args.model, args.dataset, args.split)
+        npy_data.run_evaluate(args.model, args.dataset, args.data_dir, args.split)
     elif args.command == "predict":
         commands.run_predict(args.model, args.files, args.invert)
     else:
