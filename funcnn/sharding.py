@@ -156,7 +156,8 @@ def shard_tree(tree: PyTree, mesh: Mesh, axis: str,
 
 def unshard(tree: PyTree) -> PyTree:
     """`tree` with every leaf that is split over a mesh gathered into a full copy on each
-    of its devices (XLA's all-gather from an annotation); other leaves as they are.
+    of its devices (`device_put` onto the replicated sharding: an all-gather on the
+    devices, not through the host); other leaves as they are.
     Across processes every process must call it, e.g. before the coordinator saves a
     checkpoint of sharded params."""
     def gather(leaf: object) -> object:

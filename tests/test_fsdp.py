@@ -177,6 +177,9 @@ EIGHT_DEVICES = textwrap.dedent("""
     model = {"params": split.params, "state": split.state, "opt_state": split.opt_state}
     out["fraction"] = by_path(model, fraction)
     out["spec"] = by_path(model, spec)
+    gathered = parallel.unshard(split.params)
+    out["unshard"] = [largest(gathered, split.params),
+                      all(a.sharding.is_fully_replicated for a in jax.tree.leaves(gathered))]
     out["bytes_device0"] = [device0_bytes((r.params, r.state, r.opt_state))
                             for r in (whole, split)]
 
@@ -254,6 +257,7 @@ def test_sharded_fit_on_eight_devices_equals_replicated_and_restores_on_four() -
                 assert spec[name] == expected and fraction[name] == fraction[path], name
     scalars = [p for p in spec if p.startswith(("opt_state/count", "opt_state/hyperparams"))]
     assert len(scalars) == 6 and all(spec[p] == [] and fraction[p] == 1.0 for p in scalars)
+    assert out["unshard"] == [0.0, True]  # gathered whole on every device, values kept
     # bytes of params + moments (3 x 22,547 floats) + statistics (2,048) + 6 scalars on
     # device 0: replicated all of them; split 1/8 of the 22,528 and 2,048 in split leaves
     whole, split = out["bytes_device0"]
