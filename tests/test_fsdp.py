@@ -182,6 +182,14 @@ EIGHT_DEVICES = textwrap.dedent("""
                       all(a.sharding.is_fully_replicated for a in jax.tree.leaves(gathered))]
     out["bytes_device0"] = [device0_bytes((r.params, r.state, r.opt_state))
                             for r in (whole, split)]
+    # the same run streamed batch by batch (fit_stream over ArraySource), sharded too
+    streamed = fn.fit_stream(net, params, state, opt, cce,
+                             fn.data.ArraySource(x, y, 16, key=args["key"]), mesh=mesh,
+                             shard_params="data", **{k: v for k, v in args.items()
+                                                     if k != "batch_size"})
+    out["stream"] = max(largest(split.params, streamed.params),
+                        largest(split.history.to_dict(), streamed.history.to_dict()))
+    out["stream_fraction"] = fraction(streamed.opt_state.mu["2_dense"]["w"])
 
     # the program `split` ran: the collectives XLA inserted
     prep = prepare_fit("fit", net, cce, opt, acc, x, y, epochs=3, initial_epoch=0,
@@ -242,8 +250,9 @@ def test_sharded_fit_on_eight_devices_equals_replicated_and_restores_on_four() -
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["devices"] == 8
     # the same training as with replicated params, to the order of float sums
-    for name in ("params", "state", "opt_state", "history"):
+    for name in ("params", "state", "opt_state", "history", "stream"):
         assert out[name] <= 1e-5, (name, out[name])
+    assert out["stream_fraction"] == 1 / 8
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(out["history_keys"])
     # placement: each device holds 1/8 of a split leaf, all of a small one; the moments
     # are split like their params, the scalars (count, hyper-parameters) replicated

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from funcnn import parallel
+from funcnn import parallel, sharding
 from funcnn.nn.layer import Layer
 from funcnn.optim.base import GradientTransformation
 from funcnn.optim.loss_scale import skipped_steps
@@ -126,8 +126,8 @@ def fit_stream(net: Layer, params: Params, state: State, optimizer: GradientTran
                metric: MetricFn | None = None, progress: bool = True,
                callbacks: Sequence[Callback] = (), opt_state: PyTree | None = None,
                validation_batch_size: int | None = None, steps_per_call: int | None = None,
-               prefetch: int = 2, unroll: int | None = None,
-               mesh: Mesh | None = None) -> StreamFitResult:
+               prefetch: int = 2, unroll: int | None = None, mesh: Mesh | None = None,
+               shard_params: str | None = None) -> StreamFitResult:
     """Train `net` on `data`, a stream of `(x, y)` minibatches, for `epochs` epochs; the
     same step, figures, History, callbacks and errors as `fit`.
 
@@ -154,7 +154,8 @@ def fit_stream(net: Layer, params: Params, state: State, optimizer: GradientTran
     With a `mesh`, every process passes its own part of each global batch (e.g.
     `ArraySource` reads only this process's rows); parts are joined by
     `jax.make_array_from_process_local_data` and split over the mesh's `"data"` axis.
-    Every process must yield the same number of batches."""
+    Every process must yield the same number of batches. `shard_params` splits params
+    and optimizer state over that mesh axis, as in `fit` (FSDP)."""
     where = "fit_stream"
     refuse_traced(where, (params, state, opt_state))
     check_key(where, key)
@@ -167,6 +168,8 @@ def fit_stream(net: Layer, params: Params, state: State, optimizer: GradientTran
     check_optimizer(where, optimizer)
     if mesh is not None:
         mesh = parallel.check_data_mesh(where, mesh)
+    if shard_params is not None:
+        sharding.check_param_axis(where, mesh, shard_params)
     position = (StreamPosition(check_count(where, "initial_epoch", initial_epoch))
                 if resume is None else resume)
     if not isinstance(position, StreamPosition):
@@ -181,6 +184,7 @@ def fit_stream(net: Layer, params: Params, state: State, optimizer: GradientTran
     first = reader.first(position.epoch, position.step)
     cfg, checks, val = _configure(where, net, loss, optimizer, metric, params, state, first,
                                   validation_data, validation_batch_size, unroll, mesh)
+    cfg = cfg._replace(param_axis=shard_params)
     reader.k = _chunk_steps(steps_per_call, first, jax.process_count(), data, steps_per_epoch)
     return _train(where, cfg, checks, reader, val, params, state, opt_state, key, epochs,
                   max_steps, position, callbacks, progress, prefetch)
