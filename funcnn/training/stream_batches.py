@@ -160,17 +160,21 @@ def _stack(batches: list[Batch], spec: BatchSpec, k: int, exact: bool,
     """K stacked batches: rows padded with zeros to `spec.rows` (or kept as they are when
     `exact`), steps padded to `k` with zero batches."""
     rows = batches[0].rows if exact else spec.rows
+
+    def fill(arrays: list[NumpyArray], shape: tuple[int, ...], dtype: Any) -> NumpyArray:
+        out = np.empty((k, rows, *shape), dtype)  # one pass: no zero fill of real rows
+        for i, array in enumerate(arrays):
+            out[i, :len(array)] = array
+            out[i, len(array):] = 0
+        out[len(arrays):] = 0
+        return out
+
     x_leaves = [jax.tree.leaves(b.x) for b in batches]
-    stacked = []
-    for j, (shape, dtype) in enumerate(spec.x_examples):
-        out = np.zeros((k, rows, *shape), dtype)
-        for i, leaves in enumerate(x_leaves):
-            out[i, :batches[i].rows] = leaves[j]
-        stacked.append(out)
-    ys = np.zeros((k, rows, *spec.y_example[0]), spec.y_example[1])
+    stacked = [fill([leaves[j] for leaves in x_leaves], shape, dtype)
+               for j, (shape, dtype) in enumerate(spec.x_examples)]
+    ys = fill([b.y for b in batches], *spec.y_example)
     ws = np.zeros((k, rows), np.float32)
     for i, b in enumerate(batches):
-        ys[i, :b.rows] = b.y
         ws[i, :b.rows] = 1.0
     active = np.arange(k) < len(batches)
     return jax.tree.unflatten(spec.x_tree, stacked), ys, ws, active
