@@ -40,12 +40,15 @@ def _rows_sharding(mesh: Mesh) -> NamedSharding:
 def place_chunk(where: str, chunk: Chunk, mesh: Mesh | None) -> PlacedChunk:
     """Put a chunk on the default device, or assemble it over the mesh from every process's
     local rows (`jax.make_array_from_process_local_data`: process p's rows are the p-th
-    part of each global batch)."""
+    part of each global batch). The placed chunk keeps the bookkeeping, not the host
+    arrays."""
+    kept = chunk._replace(xs=None, ys=None, ws=None)
     if mesh is None:
         xs, ys, ws, active = jax.device_put((chunk.xs, chunk.ys, chunk.ws, chunk.active))
-        return PlacedChunk(chunk, xs, ys, ws, active)
+        return PlacedChunk(kept, xs, ys, ws, active)
     ways = parallel.data_parallel_size(mesh)
     processes = jax.process_count()
+    assert chunk.ws is not None, "place_chunk: the chunk was placed already"
     rows = chunk.ws.shape[1] * processes
     if rows % ways:
         raise ValueError(f"{where}: batch {chunk.first_step} of epoch {chunk.epoch} has "
@@ -63,7 +66,7 @@ def place_chunk(where: str, chunk: Chunk, mesh: Mesh | None) -> PlacedChunk:
 
     xs, ys, ws = jax.tree.map(assemble, (chunk.xs, chunk.ys, chunk.ws))
     active = parallel.replicate(chunk.active, mesh)
-    return PlacedChunk(chunk, xs, ys, ws, active)
+    return PlacedChunk(kept, xs, ys, ws, active)
 
 
 class InputTimes(NamedTuple):

@@ -44,7 +44,7 @@ from funcnn.typing import ArrayLike, LossFn, MetricFn, NumpyArray, Params, PRNGK
 
 __all__ = ["CHUNK_BYTES", "BadBatchError", "StreamFitResult", "StreamPosition", "fit_stream"]
 
-CHUNK_BYTES = 32 * 1024 * 1024
+CHUNK_BYTES = 8 * 1024 * 1024
 """By default a compiled call takes as many batches as fit in about this many bytes (at
 least 1, at most `MAX_CHUNK_STEPS`)."""
 
@@ -272,6 +272,10 @@ def _train(where: str, cfg: TrainConfig, checks: tuple[Any, Any], reader: Stream
                     start_model = owned_copy(cfg, model)
                     count = skipped_steps(model[2])
                     skipped = None if count is None else int(jax.device_get(count))
+                # Back-pressure: dispatch a call only once the last one has run. Calls are
+                # asynchronous, so otherwise every chunk the reader got ahead by (up to an
+                # epoch, when reading is faster than training) would wait in memory.
+                jax.block_until_ready((model, sums))  # type: ignore[no-untyped-call]
                 p, s, o, sums = run_chunk_jit(
                     cfg, checks, *model, sums, key, placed(np.int32(item.chunk.epoch)),
                     placed(np.int32(item.chunk.first_step)), item.xs, item.ys, item.ws,

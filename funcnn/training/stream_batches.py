@@ -134,13 +134,14 @@ class Chunk(NamedTuple):
     """Up to K batches of one epoch for one compiled call: stacked host arrays `xs`
     `(K, B, ...)`, `ys`, weights `ws` `(K, B)` (0 for padding rows), `active` `(K,)`
     (False for padding steps), the epoch, the in-epoch index of its first step, the
-    real rows of each real step and the stream's position after each."""
+    real rows of each real step and the stream's position after each. Once placed on the
+    devices, the host arrays are dropped (None)."""
 
     epoch: int
     first_step: int
     xs: PyTree
-    ys: NumpyArray
-    ws: NumpyArray
+    ys: NumpyArray | None
+    ws: NumpyArray | None
     active: NumpyArray
     rows: tuple[int, ...]
     states: tuple[Any, ...]
