@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import statistics
 import sys
 import tempfile
@@ -181,6 +183,25 @@ def input_alone(problem: Problem, directory: Path, repeats: int,
                 if place:
                     jax.block_until_ready(place_chunk("stream_w2", item, None).xs)
 
+    def gathered(place: bool) -> Iterator[Any]:
+        """A reference, not fit_stream: each batch's rows gathered straight into a 64-byte
+        aligned (K, B, ...) buffer (no per-batch array, no zero fill), which jax.device_put
+        aliases on the CPU instead of copying."""
+        order = ArraySource(mx, my, b, key=key).order(0)
+        for start in range(0, n, k * b):
+            rows = order[start:start + k * b]
+            xs, ys = aligned_empty((k, b, *mx.shape[1:]), mx.dtype), np.zeros((k, b), my.dtype)
+            steps = math.ceil(len(rows) / b)
+            for i in range(steps):
+                part = rows[i * b:(i + 1) * b]
+                np.take(mx, part, axis=0, out=xs[i, :len(part)])
+                ys[i, :len(part)] = my[part]
+                yield i
+            xs[steps - 1, len(rows) - (steps - 1) * b:] = 0
+            xs[steps:] = 0
+            if place:
+                jax.block_until_ready(jax.device_put((xs, ys)))
+
     # (what, a fresh pass, batches to draw (None: all), unit drawn, records per pass)
     rows: list[tuple[str, Callable[[], Iterable[Any]], int | None, str, int]] = [
         ("ArraySource.batches, memmap (x[rows] per batch)",
@@ -190,7 +211,10 @@ def input_alone(problem: Problem, directory: Path, repeats: int,
         (f"+ check, stack {k} batches per chunk (StreamReader)", lambda: chunks(False), None,
          "batch", n),
         ("+ jax.device_put of each chunk (place_chunk)", lambda: chunks(True), None, "batch",
-         n)]
+         n),
+        ("reference: np.take into an aligned chunk", lambda: gathered(False), None, "batch", n),
+        ("reference: + jax.device_put (aliased, no copy)", lambda: gathered(True), None,
+         "batch", n)]
     try:
         import grain
         from grain._src.python.dataset.transformations.batch import make_batch
@@ -227,6 +251,15 @@ def input_alone(problem: Problem, directory: Path, repeats: int,
     return out
 
 
+def aligned_empty(shape: tuple[int, ...], dtype: Any, align: int = 64) -> np.ndarray[Any, Any]:
+    """An uninitialised array whose data starts on an `align`-byte boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    raw = np.empty(nbytes + align, np.uint8)
+    offset = -raw.ctypes.data % align
+    return raw[offset:offset + nbytes].view(dtype).reshape(shape)
+
+
 def percent(share: float | None) -> str:
     return "-" if share is None else f"{100 * share:.0f}%"
 
@@ -260,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         grain_version = "not installed"
     print(f"machine: {machine()}, numpy {np.__version__}, grain {grain_version}")
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"## W2 streamed: {wl.title}; {problem.n} samples, {problem.steps_per_epoch} "
           f"steps per epoch, {repeats} interleaved repeats")
     made: dict[str, Any] = {}  # the runners by name, to compare their final params
@@ -278,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         results = measure(problem, [(name, kept(name, make)) for name, make in chosen],
                           repeats, log=lambda line: print(line, flush=True))
         alone = input_alone(problem, directory, repeats)
+    load_after = os.getloadavg()
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in load_after)}")
     report, ok = summarise(problem, results, made)
     print(table(report["rows"], report["header"]))
     print(f"params equal to fit's: {report['params']}")
