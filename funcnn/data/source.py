@@ -98,6 +98,11 @@ class ArraySource:
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[Any, NumpyArray]]:
         """This process's part of batches `start, start + 1, ...` of epoch `epoch`."""
+        for rows in self.batch_rows(epoch, start):
+            yield self.read(rows)
+
+    def batch_rows(self, epoch: int, start: int = 0) -> Iterator[NumpyArray]:
+        """The row indices `batches` reads, batch by batch: `(B / P,)` int32 each."""
         if not 0 <= start <= self.batches_per_epoch:
             raise ValueError(f"ArraySource.batches: start must be in [0, "
                              f"{self.batches_per_epoch}], got {start}")
@@ -105,16 +110,32 @@ class ArraySource:
         part = self.batch_size // self.process_count
         for b in range(start, self.batches_per_epoch):
             rows = order[b * self.batch_size:(b + 1) * self.batch_size]
-            rows = rows[self.process_index * part:(self.process_index + 1) * part]
-            yield self._read(rows)
+            yield rows[self.process_index * part:(self.process_index + 1) * part]
 
-    def _read(self, rows: NumpyArray) -> tuple[Any, NumpyArray]:
-        """Rows `rows` of x and y as NumPy arrays (unshuffled: one slice, read in one go)."""
-        index: Any = rows
-        if not self.shuffle:
-            index = slice(int(rows[0]), int(rows[0]) + len(rows)) if len(rows) else rows
+    def _index(self, rows: NumpyArray) -> Any:
+        """Unshuffled: one slice, read in one go."""
+        if not self.shuffle and len(rows):
+            return slice(int(rows[0]), int(rows[0]) + len(rows))
+        return rows
+
+    def read(self, rows: NumpyArray) -> tuple[Any, NumpyArray]:
+        """Rows `rows` of x and y as NumPy arrays."""
+        index = self._index(rows)
         x = jax.tree.map(lambda a: np.asarray(a[index]), self.x)
         return x, np.asarray(self.y[index])
+
+    def read_into(self, rows: NumpyArray, x_out: list[NumpyArray], y_out: NumpyArray,
+                  ) -> None:
+        """Rows `rows` of each x array and of y written into `x_out` (one per array of x)
+        and `y_out`, `len(rows)` rows each: one copy, straight from the (memory-mapped)
+        arrays."""
+        index = self._index(rows)
+        for array, out in zip([*jax.tree.leaves(self.x), self.y], [*x_out, y_out],
+                              strict=True):
+            if isinstance(index, slice):
+                out[...] = array[index]
+            else:
+                np.take(array, index, axis=0, out=out)
 
 
 def load_npy_directory(directory: str | os.PathLike[str], names: tuple[str, ...] = (

@@ -57,12 +57,14 @@ def _has_state(data: object) -> bool:
 
 class Batch(NamedTuple):
     """One checked host batch: x (one array or a tuple), y, real rows, and the stream's
-    saved position after it (None for streams without `get_state`)."""
+    saved position after it (None for streams without `get_state`); or, for a direct
+    read, only the source rows that `_stack` reads into the chunk."""
 
     x: PyTree
-    y: NumpyArray
+    y: NumpyArray | None
     rows: int
     state: Any
+    source_rows: NumpyArray | None = None  # a direct read: the source's rows, read when stacked
 
 
 class BatchSpec(NamedTuple):
@@ -156,29 +158,57 @@ class EpochEnd(NamedTuple):
     exhausted: bool
 
 
-def _stack(batches: list[Batch], spec: BatchSpec, k: int, exact: bool,
+ALIGNMENT = 64
+"""Bytes a chunk's host arrays are aligned to: on the CPU, `jax.device_put` then uses
+the buffer in place instead of copying it."""
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: Any) -> NumpyArray:
+    """An uninitialised array whose data starts on an `ALIGNMENT`-byte boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + ALIGNMENT, np.uint8)
+    offset = -raw.ctypes.data % ALIGNMENT
+    out: NumpyArray = raw[offset:offset + nbytes].view(dtype).reshape(shape)
+    return out
+
+
+def _stack(batches: list[Batch], spec: BatchSpec, k: int, exact: bool, source: Any,
            ) -> tuple[PyTree, NumpyArray, NumpyArray, NumpyArray]:
     """K stacked batches: rows padded with zeros to `spec.rows` (or kept as they are when
-    `exact`), steps padded to `k` with zero batches."""
+    `exact`), steps padded to `k` with zero batches. Direct reads (`Batch.source_rows`) are
+    read from `source` straight into the chunk."""
     rows = batches[0].rows if exact else spec.rows
-
-    def fill(arrays: list[NumpyArray], shape: tuple[int, ...], dtype: Any) -> NumpyArray:
-        out = np.empty((k, rows, *shape), dtype)  # one pass: no zero fill of real rows
-        for i, array in enumerate(arrays):
-            out[i, :len(array)] = array
-            out[i, len(array):] = 0
-        out[len(arrays):] = 0
-        return out
-
-    x_leaves = [jax.tree.leaves(b.x) for b in batches]
-    stacked = [fill([leaves[j] for leaves in x_leaves], shape, dtype)
-               for j, (shape, dtype) in enumerate(spec.x_examples)]
-    ys = fill([b.y for b in batches], *spec.y_example)
+    outs = [aligned_empty((k, rows, *shape), dtype)  # no zero fill of the real rows
+            for shape, dtype in (*spec.x_examples, spec.y_example)]
+    for i, b in enumerate(batches):
+        if b.source_rows is not None:
+            source.read_into(b.source_rows, [out[i, :b.rows] for out in outs[:-1]],
+                             outs[-1][i, :b.rows])
+        else:
+            for out, array in zip(outs, [*jax.tree.leaves(b.x), b.y], strict=True):
+                out[i, :b.rows] = array
+    for out in outs:
+        for i, b in enumerate(batches):
+            out[i, b.rows:] = 0
+        out[len(batches):] = 0
+    stacked, ys = outs[:-1], outs[-1]
     ws = np.zeros((k, rows), np.float32)
     for i, b in enumerate(batches):
         ws[i, :b.rows] = 1.0
     active = np.arange(k) < len(batches)
     return jax.tree.unflatten(spec.x_tree, stacked), ys, ws, active
+
+
+def _reads_directly(source: Any, cast: Callable[[NumpyArray], NumpyArray]) -> bool:
+    """Whether the stacking can read `source`'s rows straight into a chunk: a source with
+    `batch_rows` and `read_into` (`ArraySource`) over NumPy arrays (memmaps too) that
+    `cast` leaves as they are."""
+    if not (callable(getattr(source, "batch_rows", None))
+            and callable(getattr(source, "read_into", None))):
+        return False
+    arrays = [*jax.tree.leaves(getattr(source, "x", None)), getattr(source, "y", None)]
+    return all(isinstance(a, np.ndarray) and cast(a[:0]).dtype == a.dtype for a in arrays)
 
 
 class StreamReader:
@@ -197,6 +227,7 @@ class StreamReader:
         self.seen = 0  # batches read so far in this run (for error messages)
         self._stream: Iterator[Any] | None = None
         self._peeked: tuple[int, Iterator[Any], object] | None = None
+        self.direct = kind == "source" and _reads_directly(data, cast)
 
     def start(self, source_state: Any) -> None:
         """Open a one-shot stream once, at the saved position `source_state` if given."""
@@ -214,8 +245,10 @@ class StreamReader:
         if self.kind == "stream":
             assert self._stream is not None and self.steps_per_epoch is not None
             return islice(self._stream, self.steps_per_epoch - start)
-        if self.kind == "source":
-            batches: Iterator[Any] = iter(self.data.batches(epoch, start))
+        if self.direct:
+            batches: Iterator[Any] = iter(self.data.batch_rows(epoch, start))
+        elif self.kind == "source":
+            batches = iter(self.data.batches(epoch, start))
         else:
             source = self.data(epoch) if self.kind == "factory" else self.data
             batches = islice(iter(source), start, None)  # resumed: skip what was trained on
@@ -234,7 +267,7 @@ class StreamReader:
                              f"{epoch}{f', batch {start}' if start else ''}); it yielded "
                              "nothing") from None
         self._peeked = (epoch, iterator, raw)
-        return self._checked(raw, epoch, start)
+        return self._checked(self.data.read(raw) if self.direct else raw, epoch, start)
 
     def _state(self) -> Any:
         getter = getattr(self._stream, "get_state", None)
@@ -269,7 +302,8 @@ class StreamReader:
                 except StopIteration:
                     exhausted = self.kind == "stream" and step < (self.steps_per_epoch or 0)
                     break
-                batch = self._checked(raw, epoch, step)
+                batch = (Batch(None, None, len(raw), None, raw)
+                         if self.direct else self._checked(raw, epoch, step))
                 assert self.spec is not None
                 ragged = batch.rows < self.spec.rows
                 if ragged and self.exact:
@@ -311,6 +345,7 @@ class StreamReader:
 
     def _chunk(self, epoch: int, first_step: int, batches: list[Batch], exact: bool) -> Chunk:
         assert self.spec is not None
-        xs, ys, ws, active = _stack(batches, self.spec, 1 if exact else self.k, exact)
+        xs, ys, ws, active = _stack(batches, self.spec, 1 if exact else self.k, exact,
+                                    self.data)
         return Chunk(epoch, first_step, xs, ys, ws, active,
                      tuple(b.rows for b in batches), tuple(b.state for b in batches))
