@@ -32,7 +32,7 @@ imports: $(STAMP)
 	$(BIN)/lint-imports --no-cache --no-logo
 
 pytest: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q --durations=15
 
 test: lint typecheck imports pytest
 
