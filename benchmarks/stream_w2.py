@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import sys
@@ -172,7 +171,8 @@ def input_alone(problem: Problem, directory: Path, repeats: int,
     k = int(np.clip(CHUNK_BYTES // (b * (mx.shape[1] * 4 + 4)), 1, MAX_CHUNK_STEPS))
 
     def chunks(place: bool) -> Iterator[Any]:
-        """fit_stream's host side over the memmap: read, check, stack K batches (and place)."""
+        """fit_stream's host side over the memmap: each batch's rows read straight into a
+        (K, B, ...) chunk (ArraySource.read_into), and each chunk placed if `place`."""
         reader = StreamReader("stream_w2", ArraySource(mx, my, b, key=key), "source", None,
                               k, False, np.asarray)
         reader.first(0, 0)
@@ -183,38 +183,16 @@ def input_alone(problem: Problem, directory: Path, repeats: int,
                 if place:
                     jax.block_until_ready(place_chunk("stream_w2", item, None).xs)
 
-    def gathered(place: bool) -> Iterator[Any]:
-        """A reference, not fit_stream: each batch's rows gathered straight into a 64-byte
-        aligned (K, B, ...) buffer (no per-batch array, no zero fill), which jax.device_put
-        aliases on the CPU instead of copying."""
-        order = ArraySource(mx, my, b, key=key).order(0)
-        for start in range(0, n, k * b):
-            rows = order[start:start + k * b]
-            xs, ys = aligned_empty((k, b, *mx.shape[1:]), mx.dtype), np.zeros((k, b), my.dtype)
-            steps = math.ceil(len(rows) / b)
-            for i in range(steps):
-                part = rows[i * b:(i + 1) * b]
-                np.take(mx, part, axis=0, out=xs[i, :len(part)])
-                ys[i, :len(part)] = my[part]
-                yield i
-            xs[steps - 1, len(rows) - (steps - 1) * b:] = 0
-            xs[steps:] = 0
-            if place:
-                jax.block_until_ready(jax.device_put((xs, ys)))
-
     # (what, a fresh pass, batches to draw (None: all), unit drawn, records per pass)
     rows: list[tuple[str, Callable[[], Iterable[Any]], int | None, str, int]] = [
         ("ArraySource.batches, memmap (x[rows] per batch)",
          lambda: ArraySource(mx, my, b, key=key).batches(0), None, "batch", n),
         ("ArraySource.batches, in memory",
          lambda: ArraySource(problem.x, problem.y, b, key=key).batches(0), None, "batch", n),
-        (f"+ check, stack {k} batches per chunk (StreamReader)", lambda: chunks(False), None,
-         "batch", n),
+        (f"fit_stream's reader: rows read into aligned chunks of {k} (StreamReader)",
+         lambda: chunks(False), None, "batch", n),
         ("+ jax.device_put of each chunk (place_chunk)", lambda: chunks(True), None, "batch",
-         n),
-        ("reference: np.take into an aligned chunk", lambda: gathered(False), None, "batch", n),
-        ("reference: + jax.device_put (aliased, no copy)", lambda: gathered(True), None,
-         "batch", n)]
+         n)]
     try:
         import grain
         from grain._src.python.dataset.transformations.batch import make_batch
@@ -249,15 +227,6 @@ def input_alone(problem: Problem, directory: Path, repeats: int,
         batches = passes[0][1] if unit == "batch" else records / b
         out.append((name, records, seconds / batches * 1e6, seconds / records * 1e6))
     return out
-
-
-def aligned_empty(shape: tuple[int, ...], dtype: Any, align: int = 64) -> np.ndarray[Any, Any]:
-    """An uninitialised array whose data starts on an `align`-byte boundary."""
-    dtype = np.dtype(dtype)
-    nbytes = math.prod(shape) * dtype.itemsize
-    raw = np.empty(nbytes + align, np.uint8)
-    offset = -raw.ctypes.data % align
-    return raw[offset:offset + nbytes].view(dtype).reshape(shape)
 
 
 def percent(share: float | None) -> str:

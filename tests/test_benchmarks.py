@@ -231,6 +231,6 @@ def test_stream_w2_tiny_trains_fits_params_from_a_memmap_and_reports_input_share
     alone = report["input_alone"]
     assert alone["ArraySource.batches, memmap (x[rows] per batch)"]["records"] == 2048
     assert all(v["us_per_record"] > 0 and v["us_per_batch"] > 0 for v in alone.values())
-    assert "reference: + jax.device_put (aliased, no copy)" in alone
+    assert "+ jax.device_put of each chunk (place_chunk)" in alone
     if len(names) == 4:
         assert any(k.startswith("  part: IndexSampler") for k in alone)
