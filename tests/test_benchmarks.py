@@ -226,7 +226,7 @@ def test_stream_w2_tiny_trains_fits_params_from_a_memmap_and_reports_input_share
     assert re.search(r"target \(memmap-streamed epoch <= 1.1 x fit's\): (met|missed)",
                      done.stdout)
     assert "accuracies agree" in done.stdout
-    rows = table_rows(done.stdout, "fit")
+    rows = table_rows(done.stdout.split("## Input pipelines")[0], "fit")
     assert [r[0] for r in rows] == names
     alone = report["input_alone"]
     assert alone["ArraySource.batches, memmap (x[rows] per batch)"]["records"] == 2048
