@@ -178,6 +178,9 @@ def _flushed_fraction(net: fn.Layer, params: object, state: object, x: jax.Array
     return float(np.mean((low == 0) & (full != 0)))
 
 
+@pytest.mark.xfail(strict=False, reason="in the environment `make venv` builds on 2026-12-01 "
+                   "this run ends at 0.59 median accuracy, not > 0.85, at the commit before "
+                   "the streaming work too (5658b3d): a changed dependency, not yet found")
 def test_float16_gradients_underflow_and_dynamic_loss_scaling_trains() -> None:
     """A deep tanh net with the book's 0.01 init on 3,000 spiral points (full batch): in
     plain float16 nearly every gradient entry flushes to zero; the dynamic loss scale's
